@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Decode speech with a trained speech LLM; writes ESPnet's layout ``OUT/{n}best_recog/{text,token,token_int,score}``.
+
+    python -m speechllm.bin.speechllm_inference --train_config exp/x/config.yaml --model_file exp/x/valid.loss.ave.pth \
+        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound --output_dir exp/x/decode/test \
+        [--config conf/decode.yaml] [--key_file keys.1.scp] [--batch_size 4] [--ngpu 0]
+    (or --packed_model exp/x/packed.zip instead of --train_config/--model_file)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.utils import config_argparse
+from espnet2.utils.types import str2triple_str, str_or_none
+
+from speechllm.decoding.options import DecodingOptions
+from speechllm.decoding.search import BeamSearch, Hypothesis
+from speechllm.models.llm import load_tokenizer
+from speechllm.tasks.speech_llm import SpeechLLMTask
+
+
+class Speech2Text:
+    """A trained speech LLM and its search, ready to call on batches of waveforms."""
+
+    def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
+                 device: str = "cpu", dtype: str = "float32"):
+        model, args = SpeechLLMTask.build_model_from_file(train_config, model_file, device)
+        self.model = model.to(dtype=getattr(torch, dtype)).eval()
+        self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
+        suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
+        self.search = BeamSearch(self.model, options, eos_id=self.tokenizer.eos_token_id, suppress_ids=suppress)
+        self.device = device
+
+    def text(self, hyp: Hypothesis) -> str:
+        return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())
+
+    def __call__(self, speech: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
+        if speech.dim() == 1:
+            speech = speech[None]
+        if lengths is None:
+            lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long)
+        return self.search(speech.to(self.device), lengths.to(self.device))
+
+
+def inference(
+    output_dir: str,
+    data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
+    train_config: Optional[str],
+    model_file: Optional[str],
+    packed_model: Optional[str],
+    key_file: Optional[str],
+    options: DecodingOptions,
+    batch_size: int = 1,
+    ngpu: int = 0,
+    dtype: str = "float32",
+    num_workers: int = 0,
+) -> None:
+    if packed_model:
+        if train_config or model_file:
+            raise ValueError("give either --packed_model or --train_config/--model_file, not both")
+        from speechllm.bin.pack import unpack
+
+        train_config, model_file = unpack(packed_model)
+    elif not train_config:
+        raise ValueError("--train_config (with --model_file) or --packed_model is required")
+    device = "cuda" if ngpu > 0 else "cpu"
+    speech2text = Speech2Text(train_config, model_file, options, device=device, dtype=dtype)
+    loader = SpeechLLMTask.build_streaming_iterator(
+        data_path_and_name_and_type, dtype=dtype, batch_size=batch_size, key_file=key_file,
+        num_workers=num_workers, preprocess_fn=None,
+        collate_fn=SpeechLLMTask.build_collate_fn(argparse.Namespace(), False), inference=True,
+    )
+    done = 0
+    with DatadirWriter(output_dir) as writer:
+        for keys, batch in loader:
+            nbests = speech2text(batch["speech"], batch["speech_lengths"])
+            for key, hyps in zip(keys, nbests):
+                for rank, hyp in enumerate(hyps, 1):
+                    out = writer[f"{rank}best_recog"]
+                    out["text"][key] = speech2text.text(hyp)
+                    out["token_int"][key] = " ".join(map(str, hyp.token_ids))
+                    out["token"][key] = " ".join(speech2text.tokenizer.convert_ids_to_tokens(hyp.token_ids))
+                    out["score"][key] = f"{hyp.logprob:.4f}"
+            done += len(keys)
+            logging.info(f"decoded {done} utterances; last: {keys[-1]}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = config_argparse.ArgumentParser(description=__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log_level", default="INFO", type=lambda x: x.upper())
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--data_path_and_name_and_type", type=str2triple_str, required=True, action="append")
+    parser.add_argument("--key_file", type=str_or_none, help="decode only these utterance ids")
+    parser.add_argument("--train_config", type=str_or_none)
+    parser.add_argument("--model_file", type=str_or_none)
+    parser.add_argument("--packed_model", type=str_or_none, help="archive written by speechllm.bin.pack")
+    group = parser.add_argument_group("Decoding (speechllm.decoding.options.DecodingOptions)")
+    defaults = DecodingOptions()
+    for name, value in vars(defaults).items():
+        group.add_argument(f"--{name}", type=type(value), default=value)
+    return parser
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    fields = vars(DecodingOptions()).keys()
+    options = DecodingOptions(**{name: getattr(args, name) for name in fields})
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    inference(
+        output_dir=args.output_dir, data_path_and_name_and_type=args.data_path_and_name_and_type,
+        train_config=args.train_config, model_file=args.model_file, packed_model=args.packed_model,
+        key_file=args.key_file, options=options, batch_size=args.batch_size, ngpu=args.ngpu, dtype=args.dtype,
+        num_workers=args.num_workers,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,41 @@
+"""Decoding options: one frozen dataclass, validated before any model work starts."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingOptions:
+    beam_size: int = 4  # 1 is greedy search
+    nbest: int = 1  # hypotheses written per utterance (1best_recog, 2best_recog, ...)
+    max_length: int = 0  # hard cap on output tokens; 0: only the ratio below
+    max_length_ratio: float = 1.0  # at most ratio x speech embeddings tokens (after the adapter); 0: off
+    min_length: int = 0  # EOS forbidden before this many tokens
+    length_penalty: float = 1.0  # rank finished hypotheses by logprob / length**penalty; 0: raw logprob
+    no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size (cuts looping insertions); 0: off
+
+    def __post_init__(self):
+        problems = []
+        if self.beam_size < 1:
+            problems.append(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            problems.append(f"nbest ({self.nbest}) must be between 1 and beam_size ({self.beam_size})")
+        if self.max_length < 0 or self.max_length_ratio < 0 or self.min_length < 0:
+            problems.append("max_length, max_length_ratio and min_length must be >= 0")
+        if self.max_length == 0 and self.max_length_ratio == 0:
+            problems.append("max_length and max_length_ratio are both 0: decoding would never stop; set one")
+        if self.max_length and self.min_length >= self.max_length:
+            problems.append(f"min_length ({self.min_length}) must be < max_length ({self.max_length})")
+        if self.no_repeat_ngram_size < 0:
+            problems.append(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        if problems:
+            raise ValueError("decoding options: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, conf: Dict[str, Any], where: str = "decoding config") -> "DecodingOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**conf)

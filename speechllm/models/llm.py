@@ -1,0 +1,140 @@
+"""Loading the decoder-only LLM (and its tokenizer) and choosing what of it trains.
+
+The LLM comes from a local folder (``save_pretrained`` layout), a hub name (for users who have a hub), or a GGUF
+file (dequantised by transformers; needs the ``gguf`` package). ``finetune`` decides what trains:
+``frozen`` (nothing), ``lora`` (peft LoRA adapters only) or ``full`` (every weight).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+FINETUNE_MODES = ("frozen", "lora", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraOptions:
+    """peft LoRA settings; the defaults follow the integration paper's LLM setting (r=16, alpha=16)."""
+
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: Tuple[str, ...] = ("q_proj", "v_proj")
+
+    @classmethod
+    def from_dict(cls, conf: Optional[dict], where: str = "llm_conf.lora_conf") -> "LoraOptions":
+        conf = dict(conf or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        if "target_modules" in conf:
+            conf["target_modules"] = tuple(conf["target_modules"])
+        options = cls(**conf)
+        if options.r <= 0:
+            raise ValueError(f"{where}.r must be positive, got {options.r}")
+        return options
+
+
+def split_gguf_path(name_or_path: str) -> Tuple[str, Optional[str]]:
+    """``dir/model.gguf`` -> (``dir``, ``model.gguf``); anything else -> (name_or_path, None)."""
+    if name_or_path.endswith(".gguf"):
+        path = Path(name_or_path)
+        return str(path.parent), path.name
+    return name_or_path, None
+
+
+def _check_reachable(name_or_path: str) -> None:
+    """Fail early, naming the option, when the LLM can be neither found locally nor fetched from a hub."""
+    if Path(name_or_path).expanduser().exists():
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false")
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.endswith(".gguf")
+    if offline or looks_local:
+        raise FileNotFoundError(
+            f"llm_conf.name_or_path: '{name_or_path}' is not a local folder or GGUF file"
+            + (" (and HF_HUB_OFFLINE=1 forbids the hub)" if offline else "")
+            + ". Give the folder written by save_pretrained(), a .gguf file, or a hub name with the hub reachable."
+        )
+
+
+def load_tokenizer(name_or_path: str):
+    """The LLM's own tokenizer (also the one inside a GGUF file), with a pad id guaranteed."""
+    from transformers import AutoTokenizer
+
+    _check_reachable(name_or_path)
+    folder, gguf_file = split_gguf_path(name_or_path)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"the tokenizer of '{name_or_path}' has no EOS token; speechllm needs one to end a transcript")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out everywhere; any id will do
+    return tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str,
+    finetune: str = "lora",
+    lora_conf: Optional[dict] = None,
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
+) -> torch.nn.Module:
+    """Load a HuggingFace causal LM and set which of its parameters train (see module doc)."""
+    if finetune not in FINETUNE_MODES:
+        raise ValueError(f"llm_conf.finetune: '{finetune}' is not one of {FINETUNE_MODES}")
+    lora = LoraOptions.from_dict(lora_conf) if finetune == "lora" else None
+    if finetune != "lora" and lora_conf:
+        raise ValueError(f"llm_conf.lora_conf is set but llm_conf.finetune is '{finetune}'; set finetune: lora")
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ValueError(f"llm_conf.dtype: '{dtype}' is not a torch dtype (float32, bfloat16, float16)")
+    _check_reachable(name_or_path)
+
+    from transformers import AutoModelForCausalLM
+
+    folder, gguf_file = split_gguf_path(name_or_path)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return set_finetune_mode(model, finetune, lora)
+
+
+def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[LoraOptions]) -> torch.nn.Module:
+    if finetune == "full":
+        model.requires_grad_(True)
+        return model
+    model.requires_grad_(False)
+    if finetune == "frozen":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in lora.target_modules if m not in present]
+    if missing:
+        raise ValueError(
+            f"llm_conf.lora_conf.target_modules: {missing} not found in {type(model).__name__}; "
+            f"its linear layers include {sorted(n for n in present if 'proj' in n)}"
+        )
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_parameter_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def token_ids(tokenizer, text: str) -> Sequence[int]:
+    """Ids of ``text`` without the special tokens the tokenizer may add (speechllm adds BOS/EOS itself)."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,193 @@
+"""The speech LLM: speech encoder -> adapter -> decoder-only LLM, with an optional CTC head on the encoder.
+
+The LLM reads ``[BOS, prompt, speech embeddings, prompt_suffix, text, EOS]`` as input embeddings and is trained to
+predict the text and EOS only. The prefix (everything before the text) is *left*-padded so that in a batch every
+text starts at the same position: training then asks the LLM for logits on the text region alone (cheap with a
+150k vocabulary), and decoding appends tokens to all utterances in lock-step with one KV cache.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from espnet2.asr.ctc import CTC
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.specaug.abs_specaug import AbsSpecAug
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+IGNORE_ID = -1  # padding value of integer sequences in ESPnet's collate function
+
+
+class SpeechLLM(AbsESPnetModel):
+    def __init__(
+        self,
+        frontend: Optional[AbsFrontend],
+        specaug: Optional[AbsSpecAug],
+        normalize: Optional[AbsNormalize],
+        encoder: Optional[AbsEncoder],
+        adapter: torch.nn.Module,
+        llm: torch.nn.Module,
+        bos_id: Optional[int],
+        eos_id: int,
+        prompt_ids: Sequence[int] = (),
+        prompt_suffix_ids: Sequence[int] = (),
+        ctc: Optional[CTC] = None,
+        ctc_weight: float = 0.0,
+        lsm_weight: float = 0.0,
+    ):
+        super().__init__()
+        if not 0.0 <= ctc_weight < 1.0:
+            raise ValueError(f"model_conf.ctc_weight must be in [0, 1), got {ctc_weight}")
+        if ctc_weight > 0 and ctc is None:
+            raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: pass --ctc_bpemodel")
+        self.frontend = frontend
+        self.specaug = specaug
+        self.normalize = normalize
+        self.encoder = encoder
+        self.adapter = adapter
+        self.llm = llm
+        self.ctc = ctc
+        self.ctc_weight = ctc_weight
+        self.lsm_weight = lsm_weight
+        self.eos_id = eos_id
+        prefix_head = ([bos_id] if bos_id is not None else []) + list(prompt_ids)
+        self.register_buffer("prompt_ids", torch.tensor(prefix_head, dtype=torch.long), persistent=False)
+        self.register_buffer("prompt_suffix_ids", torch.tensor(list(prompt_suffix_ids), dtype=torch.long),
+                             persistent=False)
+
+    # ---- speech side -------------------------------------------------------------------------------------------
+    def extract_feats(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        speech = speech[:, : lengths.max()]
+        if self.frontend is None:
+            return speech, lengths
+        return self.frontend(speech, lengths)
+
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output (what the CTC head and the adapter read) and its lengths."""
+        feats, feats_lengths = self.extract_feats(speech, lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        if self.encoder is None:
+            return feats, feats_lengths
+        encoded, encoded_lengths, _ = self.encoder(feats, feats_lengths)
+        return encoded, encoded_lengths
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    def speech_prefix(
+        self, encoded: torch.Tensor, encoded_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``[BOS, prompt, speech, suffix]`` embeddings ``(B, P, D)`` and their mask ``(B, P)``."""
+        speech_embeds, speech_lengths = self.adapter(encoded, encoded_lengths)
+        head = self.embed_tokens(self.prompt_ids)
+        tail = self.embed_tokens(self.prompt_suffix_ids)
+        speech_embeds = speech_embeds.to(head.dtype)
+        batch = speech_embeds.size(0)
+        total = head.size(0) + speech_lengths + tail.size(0)
+        width = int(total.max())
+        prefix = speech_embeds.new_zeros(batch, width, head.size(-1))
+        mask = torch.zeros(batch, width, dtype=torch.long, device=speech_embeds.device)
+        for i in range(batch):
+            n = int(speech_lengths[i])
+            row = torch.cat([head, speech_embeds[i, :n], tail], dim=0)
+            prefix[i, width - row.size(0):] = row
+            mask[i, width - row.size(0):] = 1
+        return prefix, mask
+
+    # ---- LLM side ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def position_ids(mask: torch.Tensor) -> torch.Tensor:
+        """Positions counted over real tokens only, so left padding does not shift them."""
+        return (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def run_llm(self, inputs_embeds, attention_mask, past_key_values=None, logits_to_keep: int = 0, position_ids=None):
+        if position_ids is None:
+            position_ids = self.position_ids(attention_mask)
+            if past_key_values is not None:
+                position_ids = position_ids[:, -inputs_embeds.size(1):]
+        return self.llm(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+            logits_to_keep=logits_to_keep,
+        )
+
+    def targets_with_eos(self, text: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, T+1)`` of text ids followed by EOS, padded with IGNORE_ID."""
+        batch = text.size(0)
+        targets = text.new_full((batch, int(text_lengths.max()) + 1), IGNORE_ID)
+        for i in range(batch):
+            n = int(text_lengths[i])
+            targets[i, :n] = text[i, :n]
+            targets[i, n] = self.eos_id
+        return targets
+
+    def llm_loss(self, prefix, prefix_mask, text, text_lengths) -> Tuple[torch.Tensor, torch.Tensor]:
+        targets = self.targets_with_eos(text, text_lengths)
+        target_mask = targets != IGNORE_ID
+        # Input text = targets without their last column (the final EOS is predicted, never read).
+        inputs = targets[:, :-1].clamp(min=0)
+        inputs_embeds = torch.cat([prefix, self.embed_tokens(inputs)], dim=1)
+        attention_mask = torch.cat([prefix_mask, target_mask[:, :-1].long()], dim=1)
+        # Logits of the last prefix position and every text position predict targets[:, 0..T].
+        logits = self.run_llm(inputs_embeds, attention_mask, logits_to_keep=targets.size(1)).logits
+        logits = logits.float()
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)),
+            targets.reshape(-1),
+            ignore_index=IGNORE_ID,
+            label_smoothing=self.lsm_weight,
+        )
+        correct = (logits.argmax(-1) == targets) & target_mask
+        accuracy = correct.sum().float() / target_mask.sum().clamp(min=1)
+        return loss, accuracy
+
+    # ---- ESPnet model interface ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        text_ctc: Optional[torch.Tensor] = None,
+        text_ctc_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        batch = speech.size(0)
+        encoded, encoded_lengths = self.encode(speech, speech_lengths)
+        prefix, prefix_mask = self.speech_prefix(encoded, encoded_lengths)
+        loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths)
+        stats = {"loss_llm": loss_llm.detach(), "acc": accuracy.detach()}
+        loss = loss_llm
+        if self.ctc is not None and self.ctc_weight > 0:
+            if text_ctc is None:
+                raise ValueError("model_conf.ctc_weight > 0 but the batch has no 'text_ctc': use the preprocessor")
+            text_ctc = text_ctc[:, : max(1, int(text_ctc_lengths.max()))]
+            loss_ctc = self.ctc(encoded, encoded_lengths, text_ctc, text_ctc_lengths)
+            stats["loss_ctc"] = loss_ctc.detach()
+            loss = (1 - self.ctc_weight) * loss_llm + self.ctc_weight * loss_ctc
+        stats["loss"] = loss.detach()
+        loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)
+        return loss, stats, weight
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+        feats, feats_lengths = self.extract_feats(speech, speech_lengths)
+        return {"feats": feats, "feats_lengths": feats_lengths}
+
+    def trainable_summary(self) -> List[Tuple[str, int, int]]:
+        """(part, trainable, total) parameter counts for the log: what is frozen is visible at a glance."""
+        rows = []
+        for name, child in self.named_children():
+            total = sum(p.numel() for p in child.parameters())
+            trainable = sum(p.numel() for p in child.parameters() if p.requires_grad)
+            rows.append((name, trainable, total))
+        return rows

@@ -1,0 +1,199 @@
+"""SpeechLLMTask: ESPnet's task abstraction (AbsTask: its Trainer, iterators, DDP, config files) for speech LLMs.
+
+A YAML config selects and configures each part, ESPnet style::
+
+    frontend: default            # or s3prl (HuBERT/WavLM/wav2vec2 through ESPnet's S3prlFrontend)
+    frontend_conf: {n_mels: 80}
+    encoder: conformer           # optional: none, transformer, conformer, e_branchformer
+    encoder_conf: {output_size: 256, num_blocks: 6}
+    speech_adapter: conv1d_mlp  # ("adapter" is taken by ESPnet for its own fine-tuning adapters)
+    speech_adapter_conf: {downsample: 4, hidden_size: 512}
+    llm_conf: {name_or_path: exp/llm_init, finetune: lora, lora_conf: {r: 16, alpha: 16}}
+    model_conf: {ctc_weight: 0.3, prompt: "Transcribe the audio."}
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.asr.ctc import CTC
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.asr.frontend.s3prl import S3prlFrontend
+from espnet2.asr.specaug.abs_specaug import AbsSpecAug
+from espnet2.asr.specaug.specaug import SpecAug
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.layers.global_mvn import GlobalMVN
+from espnet2.layers.utterance_mvn import UtteranceMVN
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool, str_or_none
+
+from speechllm.compat import ensure_s3prl_importable
+from speechllm.models.adapters import ADAPTERS
+from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
+from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
+from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
+from speechllm.text.tokenizers import CTCTokenizer, SpeechLLMPreprocessor
+
+ensure_s3prl_importable()
+
+frontend_choices = ClassChoices(
+    "frontend",
+    classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, hf_speech_encoder=HFSpeechEncoderFrontend),
+    type_check=AbsFrontend,
+    default="default",
+)
+specaug_choices = ClassChoices(
+    "specaug", classes=dict(specaug=SpecAug), type_check=AbsSpecAug, default=None, optional=True
+)
+normalize_choices = ClassChoices(
+    "normalize",
+    classes=dict(global_mvn=GlobalMVN, utterance_mvn=UtteranceMVN),
+    type_check=AbsNormalize,
+    default=None,
+    optional=True,
+)
+encoder_choices = ClassChoices(
+    "encoder",
+    classes=dict(transformer=TransformerEncoder, conformer=ConformerEncoder, e_branchformer=EBranchformerEncoder),
+    type_check=AbsEncoder,
+    default=None,
+    optional=True,
+)
+adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=torch.nn.Module, default="conv1d_mlp")
+
+DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype="float32",
+                        gradient_checkpointing=False)
+DEFAULT_MODEL_CONF = dict(ctc_weight=0.0, lsm_weight=0.0, prompt="Transcribe the audio.", prompt_suffix="")
+
+
+def build_part(option: str, cls: type, conf: Optional[dict], **given):
+    """``cls(**given, **conf)`` with unknown or clashing keys reported by their config name before anything builds."""
+    conf = dict(conf or {})
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        valid = sorted(n for n in parameters if n != "self" and n not in given)
+        unknown = [k for k in conf if k not in parameters]
+        if unknown:
+            raise ValueError(f"{option}_conf: unknown key(s) {unknown} for {cls.__name__}; valid keys: {valid}")
+    clash = [k for k in conf if k in given]
+    if clash:
+        raise ValueError(f"{option}_conf: {clash} are set by speechllm itself for {cls.__name__}; remove them")
+    return cls(**given, **conf)
+
+
+def check_conf_keys(option: str, conf: dict, defaults: dict) -> dict:
+    unknown = sorted(set(conf) - set(defaults))
+    if unknown:
+        raise ValueError(f"{option}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
+    return {**defaults, **conf}
+
+
+class SpeechLLMTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices, adapter_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument("--llm_conf", action=NestedDictAction, default=dict(DEFAULT_LLM_CONF),
+                           help="The LLM: name_or_path (folder, .gguf file or hub name), finetune "
+                                "(frozen|lora|full), lora_conf (r, alpha, dropout, target_modules), dtype")
+        group.add_argument("--model_conf", action=NestedDictAction, default=dict(DEFAULT_MODEL_CONF),
+                           help="SpeechLLM options: ctc_weight, lsm_weight, prompt, prompt_suffix")
+        group.add_argument("--ctc_conf", action=NestedDictAction, default=get_default_kwargs(CTC),
+                           help="The keyword arguments of ESPnet's CTC class")
+        group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
+                           help="SentencePiece model of the CTC head's vocabulary (no CTC head if not given)")
+        group.add_argument("--init", type=str_or_none, default=None,
+                           help="Kept for ESPnet compatibility; pretrained parts are never re-initialised")
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument("--use_preprocessor", type=str2bool, default=True,
+                           help="Tokenize the text on the fly (needed for training and statistics)")
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+        [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]
+    ]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=IGNORE_ID)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
+        if not args.use_preprocessor:
+            return None
+        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+        return SpeechLLMPreprocessor(train=train, llm_name_or_path=llm_conf["name_or_path"],
+                                     ctc_bpemodel=args.ctc_bpemodel)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "text")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ()
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> SpeechLLM:
+        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+        model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
+        if not llm_conf["name_or_path"]:
+            raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
+                             "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
+        # Everything cheap is checked before the LLM (possibly GBs) is loaded.
+        ctc_tokenizer = CTCTokenizer(args.ctc_bpemodel) if args.ctc_bpemodel else None
+        if model_conf["ctc_weight"] > 0 and ctc_tokenizer is None:
+            raise ValueError("model_conf.ctc_weight > 0 needs --ctc_bpemodel (stage 5 of the recipe trains it)")
+
+        frontend = None
+        input_size = None
+        if args.frontend is not None:
+            frontend = build_part("frontend", frontend_choices.get_class(args.frontend), args.frontend_conf)
+            input_size = frontend.output_size()
+        specaug = (build_part("specaug", specaug_choices.get_class(args.specaug), args.specaug_conf)
+                   if args.specaug else None)
+        normalize = (build_part("normalize", normalize_choices.get_class(args.normalize), args.normalize_conf)
+                     if args.normalize else None)
+        encoder = None
+        encoder_size = input_size
+        if args.encoder is not None:
+            encoder = build_part("encoder", encoder_choices.get_class(args.encoder), args.encoder_conf,
+                                 input_size=input_size)
+            encoder_size = encoder.output_size()
+
+        tokenizer = load_tokenizer(llm_conf["name_or_path"])
+        llm = load_causal_lm(llm_conf["name_or_path"], finetune=llm_conf["finetune"],
+                             lora_conf=llm_conf["lora_conf"], dtype=llm_conf["dtype"],
+                             gradient_checkpointing=llm_conf["gradient_checkpointing"])
+        adapter = build_part("speech_adapter", adapter_choices.get_class(args.speech_adapter), args.speech_adapter_conf,
+                             input_size=encoder_size, output_size=llm.config.hidden_size)
+        ctc = None
+        if ctc_tokenizer is not None:
+            ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
+                             encoder_output_size=encoder_size)
+        model = SpeechLLM(
+            frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
+            bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+            prompt_ids=token_ids(tokenizer, model_conf["prompt"]) if model_conf["prompt"] else (),
+            prompt_suffix_ids=token_ids(tokenizer, model_conf["prompt_suffix"]) if model_conf["prompt_suffix"] else (),
+            ctc=ctc, ctc_weight=model_conf["ctc_weight"], lsm_weight=model_conf["lsm_weight"],
+        )
+        for part, trainable, total in model.trainable_summary():
+            logging.info(f"{part}: {trainable:,} of {total:,} parameters train")
+        return model

@@ -1,0 +1,182 @@
+"""The speech LLM task and model: building from config, forward/backward, what trains, decoding with a KV cache."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from speechllm.bin.prepare_tokens import make_toy_llm, train_bpe
+from speechllm.decoding.options import DecodingOptions
+from speechllm.decoding.search import BeamSearch, NoRepeatNGram
+from speechllm.models.llm import trainable_parameter_count
+from speechllm.tasks.speech_llm import SpeechLLMTask
+
+SENTENCES = ["one two three four five", "p i t t s b u r g h", "march fifth nineteen ninety",
+             "enter five stop yes no", "zero six seven eight nine", "erase rubout repeat"] * 20
+TOY = dict(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+           num_key_value_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tokens_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tokens")
+    (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
+    make_toy_llm(root / "toy.yaml", SENTENCES, root / "llm")
+    train_bpe(SENTENCES, root / "ctc_bpe", 40, special_ids=False)
+    return root
+
+
+def task_args(tokens_dir: Path, *extra: str):
+    argv = ["--output_dir", "unused", "--llm_conf", f"name_or_path={tokens_dir / 'llm'}",
+            "--ctc_bpemodel", str(tokens_dir / "ctc_bpe.model"), "--model_conf", "ctc_weight=0.3",
+            "--frontend_conf", "n_mels=40", "--encoder", "transformer",
+            "--encoder_conf", "{output_size: 32, attention_heads: 2, linear_units: 64, num_blocks: 1}",
+            "--speech_adapter_conf", "hidden_size=32", *extra]
+    return SpeechLLMTask.get_parser().parse_args(argv)
+
+
+def make_batch(args, lengths=(16000, 12000, 8000), texts=None):
+    preprocess = SpeechLLMTask.build_preprocess_fn(args, train=True)
+    collate = SpeechLLMTask.build_collate_fn(args, train=True)
+    rng = np.random.default_rng(0)
+    texts = texts or SENTENCES[: len(lengths)]
+    items = [(f"u{i}", preprocess(f"u{i}", {"speech": rng.standard_normal(n).astype(np.float32), "text": t}))
+             for i, (n, t) in enumerate(zip(lengths, texts))]
+    return collate(items)[1]
+
+
+def test_forward_backward_lora(tokens_dir):
+    args = task_args(tokens_dir, "--llm_conf", "finetune=lora", "--llm_conf", "lora_conf={r: 4, alpha: 8}")
+    model = SpeechLLMTask.build_model(args)
+    # LoRA on q_proj and v_proj: r * (in + out) per projection and layer.
+    head_dim = TOY["hidden_size"] // TOY["num_attention_heads"]
+    per_layer = 4 * (TOY["hidden_size"] * 2) + 4 * (TOY["hidden_size"] + TOY["num_key_value_heads"] * head_dim)
+    assert trainable_parameter_count(model.llm) == TOY["num_hidden_layers"] * per_layer
+    batch = make_batch(args, texts=["one two", "p i t t", ""])  # an empty transcript (non-speech) is allowed
+    loss, stats, weight = model(**batch)
+    assert torch.isfinite(loss) and set(stats) >= {"loss", "loss_llm", "loss_ctc", "acc"}
+    assert int(weight) == 3
+    loss.sum().backward()
+    for name, p in model.named_parameters():
+        if "lora_A" in name:  # LoRA's B starts at zero, so A's first gradient is zero too, but it exists
+            assert p.grad is not None, name
+        elif "lora_B" in name or name.startswith(("encoder.", "adapter.", "ctc.")):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        elif name.startswith("llm."):
+            assert not p.requires_grad and p.grad is None, name
+
+
+def test_frozen_and_full_llm(tokens_dir):
+    frozen = SpeechLLMTask.build_model(task_args(tokens_dir, "--llm_conf", "finetune=frozen"))
+    assert trainable_parameter_count(frozen.llm) == 0
+    assert trainable_parameter_count(frozen.adapter) > 0
+    full = SpeechLLMTask.build_model(task_args(tokens_dir, "--llm_conf", "finetune=full"))
+    assert trainable_parameter_count(full.llm) == sum(p.numel() for p in full.llm.parameters())
+
+
+def test_loss_only_on_text(tokens_dir):
+    """Changing the prompt changes nothing about which positions are scored: the loss must stay finite and the
+    accuracy is measured over text+EOS tokens only (a batch with one token has at most 2 targets)."""
+    args = task_args(tokens_dir, "--model_conf", "prompt='Transcribe the audio.'")
+    model = SpeechLLMTask.build_model(args).eval()
+    batch = make_batch(args, lengths=(8000,), texts=["one"])
+    targets = model.targets_with_eos(batch["text"], batch["text_lengths"])
+    assert targets.tolist()[0][-1] == model.eos_id and (targets != -1).sum() == batch["text_lengths"][0] + 1
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("--encoder_conf", "num_blockz=2", "encoder_conf: unknown key(s) ['num_blockz']"),
+    ("--llm_conf", "finetun=lora", "llm_conf: unknown key(s) ['finetun']"),
+    ("--llm_conf", "lora_conf={rank: 3}", "llm_conf.lora_conf: unknown key(s) ['rank']"),
+    ("--llm_conf", "lora_conf={target_modules: [qq_proj]}", "target_modules: ['qq_proj'] not found"),
+    ("--model_conf", "ctc_wieght=0.1", "model_conf: unknown key(s) ['ctc_wieght']"),
+    ("--llm_conf", "name_or_path=/nonexistent/llm", "is not a local folder or GGUF file"),
+])
+def test_bad_config_names_the_key(tokens_dir, key, value, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        SpeechLLMTask.build_model(task_args(tokens_dir, key, value))
+    assert message in str(error.value)
+
+
+def test_registry_typo_is_rejected(tokens_dir, capsys):
+    with pytest.raises(SystemExit):
+        task_args(tokens_dir, "--encoder", "conformr")
+    assert "invalid choice: 'conformr'" in capsys.readouterr().err
+
+
+def test_unknown_key_in_yaml_config(tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("encoderr: conformer\n")
+    with pytest.raises(SystemExit):
+        SpeechLLMTask.get_parser().parse_args(["--config", str(config), "--output_dir", "x"])
+    assert f"encoderr (from {config})" in capsys.readouterr().err
+
+
+def greedy_by_full_recompute(model, speech, lengths, steps, eos_id):
+    """Reference greedy search that recomputes the whole sequence at every step (no cache)."""
+    encoded, encoded_lengths = model.encode(speech, lengths)
+    prefix, mask = model.speech_prefix(encoded, encoded_lengths)
+    out = []
+    for i in range(prefix.size(0)):
+        p, m = prefix[i:i + 1, -int(mask[i].sum()):], mask[i:i + 1, -int(mask[i].sum()):]
+        ids = []
+        for _ in range(steps):
+            embeds = torch.cat([p, model.embed_tokens(torch.tensor([ids], dtype=torch.long))], dim=1)
+            full_mask = torch.ones(1, embeds.size(1), dtype=torch.long)
+            token = int(model.run_llm(embeds, full_mask).logits[0, -1].argmax())
+            if token == eos_id:
+                break
+            ids.append(token)
+        out.append(ids)
+    return out
+
+
+def test_cached_batched_search_matches_full_recompute(tokens_dir):
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full")
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args).eval()
+    batch = make_batch(args)
+    options = DecodingOptions(beam_size=1, max_length=6, max_length_ratio=0)
+    search = BeamSearch(model, options, eos_id=model.eos_id)
+    hyps = search(batch["speech"], batch["speech_lengths"])
+    reference = greedy_by_full_recompute(model, batch["speech"], batch["speech_lengths"], 6, model.eos_id)
+    assert [h[0].token_ids for h in hyps] == reference
+    # Batched (left-padded) decoding gives each utterance what it gets alone.
+    alone = search(batch["speech"][1:2, : int(batch["speech_lengths"][1])], batch["speech_lengths"][1:2])
+    assert alone[0][0].token_ids == hyps[1][0].token_ids
+
+
+def test_beam_search_nbest_is_sorted_and_bounded(tokens_dir):
+    args = task_args(tokens_dir)
+    model = SpeechLLMTask.build_model(args).eval()
+    batch = make_batch(args, lengths=(12000, 6000))
+    options = DecodingOptions(beam_size=3, nbest=3, max_length=5, max_length_ratio=0, length_penalty=0)
+    hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    for nbest in hyps:
+        assert 1 <= len(nbest) <= 3
+        assert all(len(h.token_ids) <= 5 for h in nbest)
+        scores = [h.score for h in nbest]
+        assert scores == sorted(scores, reverse=True)
+    greedy = BeamSearch(model, DecodingOptions(beam_size=1, max_length=5, max_length_ratio=0, length_penalty=0),
+                        eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    # A wider beam never finds a worse best hypothesis than greedy under the same (raw log-prob) score.
+    for wide, narrow in zip(hyps, greedy):
+        assert wide[0].logprob >= narrow[0].logprob - 1e-4
+
+
+def test_no_repeat_ngram_filter():
+    logprobs = torch.zeros(1, 10)
+    NoRepeatNGram(2).apply(logprobs, torch.tensor([[3, 4, 5, 3]]), step=4)
+    assert logprobs[0, 4] == -float("inf") and torch.isfinite(logprobs[0, [0, 1, 2, 3, 5]]).all()
+
+
+@pytest.mark.parametrize("conf,message", [
+    (dict(beam_size=2, nbest=3), "nbest (3) must be between 1 and beam_size (2)"),
+    (dict(max_length=0, max_length_ratio=0), "never stop"),
+    (dict(beam_sise=3), "unknown key(s) ['beam_sise']"),
+])
+def test_decoding_options_validated(conf, message):
+    with pytest.raises(ValueError, match=None) as error:
+        DecodingOptions.from_dict(conf)
+    assert message in str(error.value)
