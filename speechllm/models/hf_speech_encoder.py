@@ -20,7 +20,7 @@ class HFSpeechEncoderFrontend(AbsFrontend):
             raise ValueError(f"frontend_conf.fs: pretrained speech encoders take 16 kHz audio, got {fs}")
         config = AutoConfig.from_pretrained(name_or_path)
         self.is_whisper = config.model_type == "whisper"
-        model = AutoModel.from_pretrained(name_or_path)
+        model = AutoModel.from_pretrained(name_or_path, dtype=torch.float32)  # checkpoints may be fp16
         self.encoder = model.get_encoder() if self.is_whisper else model
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path) if self.is_whisper else None
         self.hidden_size = config.d_model if self.is_whisper else config.hidden_size
