@@ -180,3 +180,20 @@ def test_decoding_options_validated(conf, message):
     with pytest.raises(ValueError, match=None) as error:
         DecodingOptions.from_dict(conf)
     assert message in str(error.value)
+
+
+def test_checkpoints_leave_out_frozen_pretrained_weights(tokens_dir):
+    args = task_args(tokens_dir, "--llm_conf", "finetune=lora")
+    model = SpeechLLMTask.build_model(args)
+    state = model.state_dict()
+    assert any("lora_A" in k for k in state) and any(k.startswith("encoder.") for k in state)
+    assert not any(k.startswith("llm.") and "lora_" not in k for k in state)
+    other = SpeechLLMTask.build_model(args)
+    other.load_state_dict(state)  # strict: the frozen LLM weights come from the LLM folder
+    key = next(k for k in state if "lora_B" in k)
+    assert torch.equal(other.state_dict()[key], state[key])
+    with pytest.raises(RuntimeError, match="missing"):
+        other.load_state_dict({k: v for k, v in state.items() if not k.startswith("adapter.")})
+    full = SpeechLLMTask.build_model(task_args(tokens_dir, "--llm_conf", "finetune=full"))
+    with pytest.raises(RuntimeError, match="checkpoint does not match"):
+        full.load_state_dict(state)

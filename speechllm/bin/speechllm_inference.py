@@ -30,7 +30,9 @@ class Speech2Text:
 
     def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
                  device: str = "cpu", dtype: str = "float32"):
-        model, args = SpeechLLMTask.build_model_from_file(train_config, model_file, device)
+        model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
+        if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
+            model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
         self.model = model.to(dtype=getattr(torch, dtype)).eval()
         self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
         suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
