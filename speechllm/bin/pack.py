@@ -43,7 +43,7 @@ def pack(train_config: str, model_file: str, outpath: str) -> Path:
     meta = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "speechllm": speechllm.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "sources": {"train_config": str(train_config), "model_file": str(model_file), "llm": llm},
     }
     out = Path(outpath)

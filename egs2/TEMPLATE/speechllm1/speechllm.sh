@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# speechllm.sh: the stages every speechllm recipe shares, from Kaldi data dirs to a scored, packed speech LLM.
+# A corpus's run.sh sets its data sets and configs and calls `./speechllm.sh --train_set ... "$@"`.
+# `./speechllm.sh --help` lists the stages and the options (generated from the blocks below).
+set -euo pipefail
+
+# BEGIN OPTIONS
+# General
+stage=1                      # First stage to run.
+stop_stage=10000             # Last stage to run.
+skip_stages=                 # Stages not to run, space separated, e.g. "5 7".
+dry_run=false                # Print the commands the selected stages would run, run none of them.
+nj=4                         # Parallel jobs of data dumping and statistics collection.
+inference_nj=4               # Parallel jobs of decoding.
+ngpu=0                       # GPUs for training (0: CPU).
+expdir=exp                   # Where models, statistics and decoding results go.
+dumpdir=dump                 # Where the dumped audio data dirs go.
+# Data
+local_data_opts=             # Options of local/data.sh (stage 1), e.g. "--seed 1".
+train_set=                   # Training data dir under data/.
+valid_set=                   # Validation data dir under data/.
+test_sets=                   # Test data dirs under data/, space separated, e.g. "dev test".
+speed_perturb_factors=       # Speed perturbation of the training set, e.g. "0.9 1.0 1.1" (empty: none).
+fs=16000                     # Sampling rate of the dumped audio (Hz).
+audio_format=flac            # Format of the dumped audio: flac or wav.
+min_duration=0.1             # Shorter training/validation utterances are removed (seconds).
+max_duration=20              # Longer training/validation utterances are removed (seconds).
+# Tokens and LLM
+token_dir=data/token_list    # Token models (CTC BPE) and tokenizer reports.
+ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: no CTC BPE).
+llm=                         # Pretrained LLM: folder, .gguf file or hub name (empty: the train config's).
+toy_llm_config=              # YAML of a random-init LLM made in stage 5 and used when --llm is empty.
+# Training
+train_config=                # Training config (ESPnet YAML).
+train_args=                  # Extra options of speechllm.bin.speechllm_train, e.g. "--max_epoch 1".
+model_tag=                   # Model dir name under expdir (empty: the train config's basename).
+stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_tag}).
+# Decoding and scoring
+decode_config=               # Decoding config (YAML).
+inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack.
+inference_batch_size=1       # Utterances per decoding batch.
+scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
+score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
+# END OPTIONS
+
+# The stages: number|title|function|options it needs. Run in this order; --help lists them from here.
+STAGES=(
+    "1|Data preparation (local/data.sh)|prepare_data|train_set valid_set test_sets"
+    "2|Speed perturbation of the training set|perturb_speed|train_set"
+    "3|Audio dumping and validation|dump_audio|train_set valid_set test_sets"
+    "4|Length filtering of training and validation data|filter_lengths|train_set valid_set"
+    "5|Token models (CTC BPE, LLM tokenizer report, toy LLM)|prepare_tokens|train_set"
+    "6|Shape and feature statistics (collect_stats)|collect_stats|train_set valid_set train_config"
+    "7|Training|train_model|train_set valid_set train_config"
+    "8|Decoding|decode|test_sets decode_config model_tag"
+    "9|Scoring|score|test_sets decode_config model_tag"
+    "10|Packing the model|pack_model|model_tag"
+)
+
+list_stages() {
+    local row number title
+    for row in "${STAGES[@]}"; do
+        IFS='|' read -r number title _ <<< "${row}"
+        printf '  %2d. %s\n' "${number}" "${title}"
+    done
+}
+
+# shellcheck disable=SC2034  # read by utils/parse_options.sh
+help_message="Usage: $0 --train_set NAME --valid_set NAME --test_sets \"NAME ...\" --train_config YAML \\
+    --decode_config YAML [options]
+Runs the selected stages (--stage, --stop_stage, --skip_stages) of a speechllm recipe, in the recipe dir:
+$(list_stages)"
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+log() {
+    printf '%s (%s:%d:%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${BASH_SOURCE[1]##*/}" "${BASH_LINENO[0]}" \
+        "${FUNCNAME[1]}" "$*"
+}
+
+die() {
+    printf '%s (%s:%d:%s) ERROR: %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${BASH_SOURCE[1]##*/}" \
+        "${BASH_LINENO[0]}" "${FUNCNAME[1]}" "$*" >&2
+    exit 1
+}
+
+# run_cmd COMMAND ARG...: prints the command (quoted so that it can be pasted), then runs it unless --dry_run.
+run_cmd() {
+    local word quoted line='+'
+    for word in "$@"; do
+        if [[ ${word} =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            quoted=${word}
+        elif [[ ${word} != *\'* ]]; then
+            quoted="'${word}'"
+        else
+            printf -v quoted '%q' "${word}"
+        fi
+        line+=" ${quoted}"
+    done
+    printf '%s\n' "${line}"
+    if ! ${dry_run}; then
+        "$@"
+    fi
+}
+
+# launch LAUNCHER ARG...: runs ARG... through a job launcher of cmd.sh, a string such as "utils/local.py --mem 4G".
+launch() {
+    local -a launcher
+    read -r -a launcher <<< "$1"
+    shift
+    run_cmd "${launcher[@]}" "$@"
+}
+
+# need_file FILE HINT: stops with a message naming the stage that makes FILE (a dry run only notes it).
+need_file() {
+    if [[ -e $1 ]]; then
+        return 0
+    fi
+    if ${dry_run}; then
+        log "(dry run) $1 does not exist yet"
+    else
+        die "stage ${current_stage} needs $1, which does not exist: $2"
+    fi
+}
+
+# need_model_file: --inference_model must exist in the model dir; the message lists the ones that do.
+need_model_file() {
+    local file available=""
+    for file in "${model_dir}"/*.pth; do
+        [[ -e ${file} ]] && available+=" ${file##*/}"
+    done
+    need_file "${model_dir}/${inference_model}" \
+        "run stage 7 first, or choose another --inference_model (${model_dir} has:${available:- no .pth file})"
+}
+
+# num_parts MAX FILE...: how many jobs to split FILEs into: MAX, or fewer when a FILE has fewer lines.
+num_parts() {
+    local parts=$1 file lines
+    shift
+    for file in "$@"; do
+        [[ -f ${file} ]] || continue
+        lines=$(wc -l < "${file}")
+        (( lines > 0 )) || die "${file} is empty: nothing to process"
+        (( lines < parts )) && parts=${lines}
+    done
+    echo "${parts}"
+}
+
+# split_scp SCP N PREFIX: PREFIX.1.scp ... PREFIX.N.scp, consecutive blocks of SCP's lines of near-equal size.
+split_scp() {
+    local lines
+    lines=$(wc -l < "$1")
+    awk -v lines="${lines}" -v parts="$2" -v prefix="$3" \
+        '{ print > (prefix "." (int((NR - 1) * parts / lines) + 1) ".scp") }' "$1"
+}
+
+# set_training_args: the arguments stages 6 and 7 share, in arrays llm_args, data_args and extra_train_args.
+set_training_args() {
+    llm_args=()
+    if [[ -n ${llm} ]]; then
+        llm_args+=(--llm_conf "name_or_path=${llm}")
+    fi
+    if [[ -f ${token_dir}/ctc_bpe.model ]] || { ${dry_run} && (( ctc_bpe_vocab_size > 0 )); }; then
+        llm_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
+    fi
+    data_args=(
+        --train_data_path_and_name_and_type "${dumpdir}/${train_set}/wav.scp,speech,sound"
+        --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text"
+        --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/wav.scp,speech,sound"
+        --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text"
+    )
+    # Split on white space, as ESPnet's asr.sh does with its --asr_args.
+    read -r -a extra_train_args <<< "${train_args}"
+}
+
+# unique_words WORD...: each WORD once, in order (a test set may also be the validation set).
+unique_words() {
+    printf '%s\n' "$@" | awk '!seen[$0]++'
+}
+
+decode_dir_of() {
+    echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}/$1"
+}
+
+# merge_decode_outputs LOGDIR N DECODE_DIR: joins the N jobs' OUTPUT.JOB/<n>best_recog/* files, sorted by key:
+# the 1-best ones into DECODE_DIR/, the other n-best ones into DECODE_DIR/<n>best_recog/.
+merge_decode_outputs() {
+    local logdir=$1 parts=$2 decode_dir=$3 nbest_dir nbest file name i target
+    [[ -d ${logdir}/output.1/1best_recog ]] || die "no ${logdir}/output.1/1best_recog: see ${logdir}/decode.1.log"
+    for nbest_dir in "${logdir}"/output.1/*best_recog; do
+        nbest=$(basename "${nbest_dir}")
+        target=${decode_dir}/${nbest}
+        [[ ${nbest} == 1best_recog ]] && target=${decode_dir}
+        mkdir -p "${target}"
+        for file in "${nbest_dir}"/*; do
+            name=$(basename "${file}")
+            for i in $(seq "${parts}"); do
+                [[ -f ${logdir}/output.${i}/${nbest}/${name} ]] ||
+                    die "${logdir}/output.${i}/${nbest}/${name} is missing: see ${logdir}/decode.${i}.log"
+                cat "${logdir}/output.${i}/${nbest}/${name}"
+            done | LC_ALL=C sort -k1,1 > "${target}/${name}"
+        done
+    done
+    log "Merged the outputs of ${parts} jobs into ${decode_dir}"
+}
+
+# check_all_decoded WAV_SCP DECODE_DIR: utterances without a hypothesis are listed and counted, never dropped.
+check_all_decoded() {
+    local missing=$2/missing_hyps.txt
+    LC_ALL=C join -v 1 <(cut -d' ' -f1 "$1" | LC_ALL=C sort) <(cut -d' ' -f1 "$2/text" | LC_ALL=C sort) \
+        > "${missing}"
+    if [[ -s ${missing} ]]; then
+        log "WARNING: $(wc -l < "${missing}") of $(wc -l < "$1") utterances have no hypothesis" \
+            "(listed in ${missing}); scoring counts them as deletions"
+    else
+        rm "${missing}"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------------- stages
+
+prepare_data() {
+    local x
+    local -a opts
+    read -r -a opts <<< "${local_data_opts}"
+    [[ -x local/data.sh ]] || die "local/data.sh is missing or not executable in ${PWD}: every recipe provides it"
+    local -a sets
+    mapfile -t sets < <(unique_words "${data_train_set}" "${valid_set}" "${test_set_list[@]}")
+    log "local/data.sh writes data/{$(IFS=,; echo "${sets[*]}")}"
+    run_cmd local/data.sh "${opts[@]}"
+    for x in "${sets[@]}"; do
+        need_file "data/${x}/wav.scp" "local/data.sh did not write data/${x}: check --train_set/--valid_set/--test_sets"
+    done
+}
+
+perturb_speed() {
+    if [[ -z ${speed_perturb_factors} ]]; then
+        log "No --speed_perturb_factors: nothing to do"
+        return 0
+    fi
+    need_file "data/${data_train_set}/wav.scp" "run stage 1 first"
+    log "Reads data/${data_train_set}, writes data/${train_set} (factors: ${speed_perturb_factors})"
+    run_cmd utils/perturb_data_dir_speed.sh --factors "${speed_perturb_factors}" \
+        "data/${data_train_set}" "data/${train_set}"
+}
+
+dump_audio() {
+    local x out
+    local -a sets
+    mapfile -t sets < <(unique_words "${train_set}" "${valid_set}" "${test_set_list[@]}")
+    for x in "${sets[@]}"; do
+        # Training and validation data are length-filtered into ${dumpdir}/x in stage 4; test data are not.
+        out=${dumpdir}/${x}
+        if [[ ${x} == "${train_set}" || ${x} == "${valid_set}" ]]; then
+            out=${dumpdir}/org/${x}
+        fi
+        need_file "data/${x}/wav.scp" "run stage 1 (and stage 2 with --speed_perturb_factors) first"
+        log "Reads data/${x}, writes ${out}"
+        run_cmd utils/dump_audio.sh --nj "${nj}" --cmd "${data_cmd}" --fs "${fs}" --audio_format "${audio_format}" \
+            "data/${x}" "${out}"
+        run_cmd utils/validate_data_dir.sh "${out}"
+    done
+}
+
+filter_lengths() {
+    local x
+    local -a sets
+    mapfile -t sets < <(unique_words "${train_set}" "${valid_set}")
+    for x in "${sets[@]}"; do
+        need_file "${dumpdir}/org/${x}/wav.scp" "run stage 3 first"
+        log "Reads ${dumpdir}/org/${x}, writes ${dumpdir}/${x}"
+        run_cmd utils/filter_data_dir.sh --min_duration "${min_duration}" --max_duration "${max_duration}" \
+            --fs "${fs}" "${dumpdir}/org/${x}" "${dumpdir}/${x}"
+    done
+}
+
+prepare_tokens() {
+    local -a opts=(--text "${dumpdir}/${train_set}/text" --output_dir "${token_dir}")
+    need_file "${dumpdir}/${train_set}/text" "run stage 4 first"
+    if (( ctc_bpe_vocab_size > 0 )); then
+        opts+=(--ctc_bpe_vocab_size "${ctc_bpe_vocab_size}")
+    fi
+    if ${make_toy_llm}; then
+        opts+=(--toy_llm_config "${toy_llm_config}" --toy_llm_dir "${llm}")
+        log "Reads ${dumpdir}/${train_set}/text and ${toy_llm_config}, writes ${token_dir} and ${llm}"
+    else
+        if [[ -n ${llm} ]]; then
+            opts+=(--llm "${llm}")
+        fi
+        log "Reads ${dumpdir}/${train_set}/text, writes ${token_dir}"
+    fi
+    run_cmd python3 -m speechllm.bin.prepare_tokens "${opts[@]}"
+}
+
+collect_stats() {
+    local logdir=${stats_dir}/logdir parts i
+    local -a input_dirs=()
+    need_file "${dumpdir}/${train_set}/wav.scp" "run stage 4 first"
+    need_file "${dumpdir}/${valid_set}/wav.scp" "run stage 4 first"
+    parts=$(num_parts "${nj}" "${dumpdir}/${train_set}/wav.scp" "${dumpdir}/${valid_set}/wav.scp")
+    set_training_args
+    log "Reads ${dumpdir}/{${train_set},${valid_set}}, writes ${stats_dir} (${parts} jobs)"
+    # A fresh logdir: the launcher skips jobs whose log shows success, which would keep stale statistics.
+    run_cmd rm -rf "${logdir}"
+    run_cmd mkdir -p "${logdir}"
+    run_cmd split_scp "${dumpdir}/${train_set}/wav.scp" "${parts}" "${logdir}/train"
+    run_cmd split_scp "${dumpdir}/${valid_set}/wav.scp" "${parts}" "${logdir}/valid"
+    launch "${train_cmd}" JOB=1:"${parts}" "${logdir}/stats.JOB.log" \
+        python3 -m speechllm.bin.speechllm_train --collect_stats true --use_preprocessor true \
+        --config "${train_config}" "${llm_args[@]}" "${data_args[@]}" \
+        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
+        --output_dir "${logdir}/stats.JOB" "${extra_train_args[@]}" ||
+        die "statistics collection failed: see ${logdir}/stats.*.log"
+    for i in $(seq "${parts}"); do
+        input_dirs+=(--input_dir "${logdir}/stats.${i}")
+    done
+    run_cmd python3 -m espnet2.bin.aggregate_stats_dirs "${input_dirs[@]}" --output_dir "${stats_dir}"
+}
+
+train_model() {
+    local shape
+    local -a shape_args=()
+    for shape in train/speech_shape train/text_shape valid/speech_shape valid/text_shape; do
+        need_file "${stats_dir}/${shape}" "run stage 6 first"
+        shape_args+=("--${shape%%/*}_shape_file" "${stats_dir}/${shape}")
+    done
+    set_training_args
+    log "Reads ${dumpdir}/{${train_set},${valid_set}} and ${stats_dir}, writes ${model_dir}"
+    run_cmd mkdir -p "${model_dir}"
+    # The previous log is kept aside: the launcher would skip a job whose log shows success.
+    if [[ -f ${model_dir}/train.log ]]; then
+        run_cmd mv "${model_dir}/train.log" "${model_dir}/train.log.prev"
+    fi
+    launch "${train_cmd}" --gpu "${ngpu}" "${model_dir}/train.log" \
+        python3 -m speechllm.bin.speechllm_train --config "${train_config}" "${llm_args[@]}" \
+        --use_preprocessor true --ngpu "${ngpu}" --resume true --output_dir "${model_dir}" \
+        "${data_args[@]}" "${shape_args[@]}" "${extra_train_args[@]}" ||
+        die "training failed: see ${model_dir}/train.log"
+}
+
+decode() {
+    local x dir logdir parts
+    need_file "${model_dir}/config.yaml" "run stage 7 first"
+    need_model_file
+    for x in "${test_set_list[@]}"; do
+        dir=$(decode_dir_of "${x}")
+        logdir=${dir}/logdir
+        need_file "${dumpdir}/${x}/wav.scp" "run stage 3 first"
+        parts=$(num_parts "${inference_nj}" "${dumpdir}/${x}/wav.scp")
+        log "Reads ${dumpdir}/${x}, writes ${dir} (${parts} jobs)"
+        run_cmd rm -rf "${logdir}"
+        run_cmd mkdir -p "${logdir}"
+        run_cmd split_scp "${dumpdir}/${x}/wav.scp" "${parts}" "${logdir}/keys"
+        launch "${decode_cmd}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
+            python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
+            --config "${decode_config}" --data_path_and_name_and_type "${dumpdir}/${x}/wav.scp,speech,sound" \
+            --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
+            --model_file "${model_dir}/${inference_model}" --output_dir "${logdir}/output.JOB" ||
+            die "decoding ${x} failed: see ${logdir}/decode.*.log"
+        run_cmd merge_decode_outputs "${logdir}" "${parts}" "${dir}"
+        run_cmd check_all_decoded "${dumpdir}/${x}/wav.scp" "${dir}"
+    done
+}
+
+score() {
+    local x dir unit_and_name
+    for x in "${test_set_list[@]}"; do
+        dir=$(decode_dir_of "${x}")
+        need_file "${dir}/text" "run stage 8 first"
+        log "Reads ${dumpdir}/${x}/text and ${dir}/text, writes ${dir}/score_{wer,cer}"
+        for unit_and_name in word:wer char:cer; do
+            run_cmd python3 -m speechllm.bin.score_text --ref "${dumpdir}/${x}/text" --hyp "${dir}/text" \
+                --utt2spk "${dumpdir}/${x}/utt2spk" --unit "${unit_and_name%:*}" --normalize "${score_normalize}" \
+                --scorer "${scorer}" --out_dir "${dir}/score_${unit_and_name#*:}"
+        done
+    done
+    run_cmd python3 -m speechllm.bin.make_results "${model_dir}"
+    run_cmd cat "${model_dir}/RESULTS.md"
+}
+
+pack_model() {
+    need_model_file
+    log "Reads ${model_dir}, writes ${model_dir}/packed.zip"
+    run_cmd python3 -m speechllm.bin.pack --train_config "${model_dir}/config.yaml" \
+        --model_file "${model_dir}/${inference_model}" --outpath "${model_dir}/packed.zip"
+}
+
+# ------------------------------------------------------------------------------------------------- main
+
+stage_selected() {
+    local skipped
+    (( $1 >= stage && $1 <= stop_stage )) || return 1
+    for skipped in "${skip_stage_list[@]}"; do
+        [[ ${skipped} == "$1" ]] && return 1
+    done
+    return 0
+}
+
+# check_options: the values the script computes with, and every option a selected stage needs, before any runs.
+check_options() {
+    local option row number needs skipped hint
+    for option in stage stop_stage nj inference_nj ngpu ctc_bpe_vocab_size fs inference_batch_size; do
+        [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
+    done
+    for skipped in "${skip_stage_list[@]}"; do
+        [[ ${skipped} =~ ^[0-9]+$ ]] || die "--skip_stages takes stage numbers, e.g. \"5 7\", got '${skip_stages}'"
+    done
+    for row in "${STAGES[@]}"; do
+        IFS='|' read -r number _ _ needs <<< "${row}"
+        stage_selected "${number}" || continue
+        for option in ${needs}; do
+            hint="set it in run.sh or on the command line"
+            [[ ${option} == model_tag ]] && hint+=" (or set --train_config: its basename is the default)"
+            [[ -n ${!option} ]] || die "stage ${number} needs --${option}; ${hint}"
+        done
+    done
+}
+
+run_stage() {
+    local number=$1 title=$2 function=$3 start=${SECONDS}
+    if (( number < stage || number > stop_stage )); then
+        return 0
+    fi
+    if ! stage_selected "${number}"; then
+        log "Stage ${number}: ${title}: skipped (--skip_stages)"
+        return 0
+    fi
+    current_stage=${number}
+    current_title=${title}
+    log "Stage ${number}: ${title}: started"
+    "${function}"
+    log "Stage ${number}: ${title}: finished in $((SECONDS - start)) s"
+    current_stage=0
+}
+
+# On exit: a failed stage is named, with how to resume from it (the cause is in the messages above).
+report_failure() {
+    local code=$?
+    if (( code != 0 && current_stage > 0 )); then
+        printf '%s (speechllm.sh) ERROR: stage %d (%s) failed with exit code %d; resume with --stage %d\n' \
+            "$(date '+%Y-%m-%dT%H:%M:%S')" "${current_stage}" "${current_title}" "${code}" "${current_stage}" >&2
+    fi
+}
+
+# shellcheck source=/dev/null
+. utils/parse_options.sh
+if (( $# > 0 )); then
+    die "unexpected argument '$1': options are --name value pairs; see $0 --help"
+fi
+
+# shellcheck source=/dev/null
+. ./path.sh
+# shellcheck source=/dev/null
+. ./cmd.sh
+# cmd.sh chooses how jobs run (utils/local.py, utils/slurm.py ...) for each kind of job.
+train_cmd=${train_cmd:?cmd.sh must set train_cmd}
+decode_cmd=${decode_cmd:?cmd.sh must set decode_cmd}
+data_cmd=${data_cmd:?cmd.sh must set data_cmd}
+
+read -r -a skip_stage_list <<< "${skip_stages}"
+read -r -a test_set_list <<< "${test_sets}"
+# Stage 2 writes data/${train_set}_sp; every later stage trains on it.
+data_train_set=${train_set}
+if [[ -n ${speed_perturb_factors} && -n ${train_set} ]]; then
+    train_set=${train_set}_sp
+fi
+if [[ -z ${model_tag} && -n ${train_config} ]]; then
+    model_tag=$(basename "${train_config}" .yaml)
+fi
+model_dir=${expdir}/${model_tag}
+stats_dir=${stats_dir:-${expdir}/stats_${model_tag}}
+# Without a pretrained --llm, stage 5 makes a random-init LLM from --toy_llm_config and later stages use it.
+make_toy_llm=false
+if [[ -z ${llm} && -n ${toy_llm_config} ]]; then
+    make_toy_llm=true
+    llm=${expdir}/llm_init
+elif [[ -n ${llm} && -n ${toy_llm_config} ]]; then
+    log "--llm ${llm} is given: --toy_llm_config ${toy_llm_config} is not used"
+fi
+check_options
+
+current_stage=0
+current_title=
+trap report_failure EXIT
+${dry_run} && log "Dry run: the commands are printed, not run"
+for row in "${STAGES[@]}"; do
+    IFS='|' read -r number title function _ <<< "${row}"
+    run_stage "${number}" "${title}" "${function}"
+done
+log "Successfully finished (stages ${stage} to ${stop_stage}${skip_stages:+, skipping ${skip_stages}})"

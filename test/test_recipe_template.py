@@ -1,0 +1,462 @@
+"""The recipe template: utils/parse_options.sh, speechllm.sh's stages, setup.sh, path.sh and the demo run.sh.
+
+Stages run for real in a temporary recipe whose tools (utils/*.sh, python3, the job launcher) are small stubs
+that record their command lines and write the files the next stage reads; no model is trained here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "egs2" / "TEMPLATE" / "speechllm1"
+DEMO = REPO / "egs2" / "synth_an4" / "speechllm1"
+SHELLCHECK = REPO / "tools" / "venv" / "bin" / "shellcheck"
+
+OWNED_SHELL_FILES = [
+    "utils/parse_options.sh",
+    "egs2/TEMPLATE/speechllm1/speechllm.sh",
+    "egs2/TEMPLATE/speechllm1/setup.sh",
+    "egs2/TEMPLATE/speechllm1/path.sh",
+    "egs2/TEMPLATE/speechllm1/db.sh",
+    "egs2/TEMPLATE/speechllm1/run.sh",
+    "egs2/TEMPLATE/speechllm1/local/data.sh",
+    "egs2/synth_an4/speechllm1/run.sh",
+]
+
+OPTION_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?:\s+#\s*(.*))?$")
+
+
+def run(cmd, cwd, env=None, check=True):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def declared_options(script: Path) -> dict[str, str]:
+    """name -> default, read from the script's `# BEGIN OPTIONS` block without the shell."""
+    lines = script.read_text().splitlines()
+    block = lines[lines.index("# BEGIN OPTIONS") + 1 : lines.index("# END OPTIONS")]
+    options = {}
+    for line in block:
+        match = OPTION_LINE.match(line)
+        if match:
+            options[match.group(1)] = match.group(2).strip().strip('"')
+    return options
+
+
+# ------------------------------------------------------------------------------------ utils/parse_options.sh
+
+
+@pytest.fixture
+def tiny_scripts(tmp_path):
+    """A script with an option block and a Kaldi-style one without, both sourcing the real parse_options.sh."""
+    (tmp_path / "utils").mkdir()
+    shutil.copy(REPO / "utils" / "parse_options.sh", tmp_path / "utils")
+    (tmp_path / "marked.sh").write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        "# BEGIN OPTIONS\n# General\n"
+        "nj=4            # Number of jobs.\n"
+        "name=x          # An option called like a variable of the parser.\n"
+        "use_gpu=false   # A boolean.\n"
+        'factors=""      # Speed factors, e.g. "0.9 1.1".\n'
+        "# END OPTIONS\n"
+        'help_message="Usage: $0 [options] <dir>"\n'
+        ". utils/parse_options.sh\n"
+        'printf "%s|" "$nj" "$name" "$use_gpu" "$factors" "$#" "$@"\n'
+    )
+    (tmp_path / "kaldi.sh").write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\ncmd=run.pl\nnj=4 # jobs\n"
+        'help_message="Usage: kaldi.sh <dir>"\n. utils/parse_options.sh\nprintf "%s|" "$cmd" "$nj" "$@"\n'
+    )
+    return tmp_path
+
+
+def test_options_both_forms_dashes_and_positional_arguments(tiny_scripts):
+    out = run(["bash", "marked.sh", "--nj=3", "--name", "y z", "--use-gpu", "true", "--factors=0.9 1.1", "a", "--b"],
+              tiny_scripts).stdout
+    assert out == "3|y z|true|0.9 1.1|2|a|--b|"
+    # `--` ends the options; a value may itself contain "=".
+    out = run(["bash", "marked.sh", "--name=k=v", "--", "--nj", "5"], tiny_scripts).stdout
+    assert out == "4|k=v|false||2|--nj|5|"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bogus", "1"], "unknown option --bogus; run 'marked.sh --help'"),
+        (["--bogus=1"], "unknown option --bogus;"),
+        (["--use_gpu", "1"], "option --use_gpu takes true or false, got '1'"),
+        (["--nj"], "option --nj needs a value"),
+        (["--help_message", "x"], "unknown option --help_message"),
+    ],
+)
+def test_bad_options_are_rejected_with_the_option_named(tiny_scripts, args, message):
+    proc = run(["bash", "marked.sh", *args], tiny_scripts, check=False)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert message in proc.stderr
+
+
+def test_help_is_generated_from_the_block_and_shows_given_values(tiny_scripts):
+    out = run(["bash", "marked.sh", "--nj", "8", "--help"], tiny_scripts).stdout
+    assert out.startswith("Usage: marked.sh [options] <dir>\n")
+    assert "  # General\n" in out
+    assert re.search(r'--nj +Number of jobs\. \(default="4"\) \(given: "8"\)', out)
+    assert re.search(r'--factors +Speed factors, e\.g\. "0\.9 1\.1"\. \(default=""\)$', out, re.M)
+
+
+def test_kaldi_style_script_without_block(tiny_scripts):
+    assert run(["bash", "kaldi.sh", "--cmd", "queue.pl -q x", "--nj", "2", "d"], tiny_scripts).stdout \
+        == "queue.pl -q x|2|d|"
+    help_text = run(["bash", "kaldi.sh", "--help"], tiny_scripts).stdout
+    assert help_text.startswith("Usage: kaldi.sh <dir>")
+    assert re.search(r'--nj +jobs \(default="4"\)', help_text) and '--cmd' in help_text
+    proc = run(["bash", "kaldi.sh", "--undefined", "1"], tiny_scripts, check=False)
+    assert proc.returncode != 0 and "unknown option --undefined" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ speechllm.sh --help
+
+
+def test_help_lists_every_option_with_its_default_and_every_stage():
+    declared = declared_options(TEMPLATE / "speechllm.sh")
+    assert {"stage", "stop_stage", "skip_stages", "dry_run", "nj", "inference_nj", "ngpu"} <= set(declared)
+    out = run(["./speechllm.sh", "--help"], TEMPLATE).stdout
+    shown = dict(re.findall(r'^  --(\w+) .*\(default="(.*?)"\)', out, re.M))
+    assert shown == declared
+    assert declared["nj"] == "4" and declared["inference_model"] == "valid.loss.ave.pth"
+    for number, title in enumerate(["Data preparation", "Speed perturbation", "Audio dumping", "Length filtering",
+                                    "Token models", "statistics", "Training", "Decoding", "Scoring", "Packing"], 1):
+        assert re.search(rf"^ +{number}\. .*{title}", out, re.M), title
+
+
+def test_demo_help_shows_the_recipe_values():
+    out = run(["./run.sh", "--help"], DEMO).stdout
+    assert re.search(r'--ctc_bpe_vocab_size .*\(default="0"\) \(given: "64"\)', out)
+    assert re.search(r'--test_sets .*\(given: "dev test"\)', out)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--no_such_option", "1"], "unknown option --no_such_option; run './speechllm.sh --help'"),
+        (["--nj", "two"], "--nj takes a whole number, got 'two'"),
+        (["--skip_stages", "5,7"], "--skip_stages takes stage numbers"),
+        (["--stage", "8", "--decode_config", ""], "stage 8 needs --decode_config"),
+        (["positional"], "unexpected argument 'positional'"),
+    ],
+)
+def test_speechllm_rejects_bad_options_before_any_stage(stub_recipe, args, message):
+    proc = stub_recipe.run(*args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Stage" not in proc.stdout and not stub_recipe.calls()
+
+
+# ------------------------------------------------------------------------------------ stages, with stub tools
+
+STUB_TOOL = r'''#!{python}
+"""Stub of {name}: records its command line; writes what the next stage reads."""
+import json, os, shutil, sys
+from pathlib import Path
+
+name = "{name}"
+args = sys.argv[1:]
+with open(os.environ["STUB_CALLS"], "a") as f:
+    f.write(json.dumps([name] + args) + "\n")
+
+
+def opt(flag):
+    return args[args.index(flag) + 1]
+
+
+def copy_dir(src, dst, prefix=""):
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    for file in ("wav.scp", "text", "utt2spk"):
+        lines = Path(src, file).read_text().splitlines()
+        Path(dst, file).write_text("".join(prefix + line + "\n" for line in lines))
+
+
+if name in ("dump_audio.sh", "filter_data_dir.sh", "perturb_data_dir_speed.sh"):
+    copy_dir(args[-2], args[-1], "sp-" if name == "perturb_data_dir_speed.sh" else "")
+elif name == "local_data.sh":
+    for part, count in (("train", 4), ("dev", 2), ("test", 5)):
+        Path("data", part).mkdir(parents=True, exist_ok=True)
+        keys = [f"spk{{i % 2}}-{{part}}{{i}}" for i in range(count)]
+        Path("data", part, "wav.scp").write_text("".join(f"{{k}} /a/{{k}}.wav\n" for k in keys))
+        Path("data", part, "text").write_text("".join(f"{{k}} words of {{k}}\n" for k in keys))
+        Path("data", part, "utt2spk").write_text("".join(f"{{k}} {{k[:4]}}\n" for k in keys))
+elif name == "launcher":
+    # utils/local.py's interface: [--opt value ...] [JOB=1:N] LOG COMMAND...; runs the tasks one by one.
+    while args[0].startswith("--"):
+        args = args[2:]
+    first = last = 1
+    var = None
+    if "=" in args[0] and ":" in args[0]:
+        var, rng = args[0].split("=")
+        first, last = map(int, rng.split(":"))
+        args = args[1:]
+    code = 0
+    for job in range(first, last + 1):
+        sub = [a.replace(var, str(job)) if var else a for a in args]
+        Path(sub[0]).parent.mkdir(parents=True, exist_ok=True)
+        with open(sub[0], "w") as log:
+            code = code or __import__("subprocess").call(sub[1:], stdout=log, stderr=log)
+    sys.exit(code)
+elif name == "python3" and args[:2] == ["-m", "speechllm.bin.speechllm_inference"]:
+    out = Path(opt("--output_dir"))
+    keys = [line.split()[0] for line in open(opt("--key_file"))]
+    keys = [k for k in keys if k not in os.environ.get("STUB_DROP_KEYS", "").split()]
+    for nbest in ("1best_recog", "2best_recog"):
+        (out / nbest).mkdir(parents=True)
+        for file in ("text", "score", "token"):  # reversed: the merge must sort
+            (out / nbest / file).write_text("".join(f"{{k}} {{file}} {{nbest}} {{k}}\n" for k in reversed(keys)))
+elif name == "python3" and args[:2] == ["-m", "speechllm.bin.speechllm_train"]:
+    if "true" == dict(zip(args, args[1:])).get("--collect_stats"):
+        for part, flag in (("train", "--train_shape_file"), ("valid", "--valid_shape_file")):
+            Path(opt("--output_dir"), part).mkdir(parents=True, exist_ok=True)
+            shutil.copy(opt(flag), Path(opt("--output_dir"), part, "speech_shape"))
+    elif os.environ.get("STUB_FAIL_TRAIN"):
+        print("training blew up", file=sys.stderr)
+        sys.exit(1)
+elif name == "python3" and args[:2] == ["-m", "espnet2.bin.aggregate_stats_dirs"]:
+    for part in ("train", "valid"):
+        Path(opt("--output_dir"), part).mkdir(parents=True, exist_ok=True)
+        for shape in ("speech_shape", "text_shape"):
+            Path(opt("--output_dir"), part, shape).write_text("")
+elif name == "python3" and args[:2] == ["-m", "speechllm.bin.make_results"]:
+    Path(args[2], "RESULTS.md").write_text("# RESULTS stub table\n")
+'''
+
+
+class StubRecipe:
+    """A recipe dir with the real speechllm.sh and parse_options.sh, and stubs for everything they call."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.calls_file = root / "calls.jsonl"
+        self.env = {**os.environ, "STUB_CALLS": str(self.calls_file)}
+        (root / "utils").mkdir(parents=True)
+        (root / "local").mkdir()
+        (root / "bin").mkdir()
+        (root / "conf").mkdir()
+        (root / "speechllm.sh").symlink_to(TEMPLATE / "speechllm.sh")
+        shutil.copy(REPO / "utils" / "parse_options.sh", root / "utils")
+        for tool in ("dump_audio.sh", "validate_data_dir.sh", "filter_data_dir.sh", "perturb_data_dir_speed.sh"):
+            self._stub(root / "utils" / tool, tool)
+        self._stub(root / "local" / "data.sh", "local_data.sh")
+        self._stub(root / "bin" / "python3", "python3")
+        self._stub(root / "bin" / "launcher", "launcher")
+        (root / "path.sh").write_text(f'export PATH="{root}/bin:$PATH"\n')
+        (root / "cmd.sh").write_text('train_cmd="launcher"\ndecode_cmd="launcher --mem 2G"\ndata_cmd="launcher"\n')
+        for conf in ("train.yaml", "decode.yaml", "toy_llm.yaml"):
+            (root / "conf" / conf).write_text("{}\n")
+
+    def _stub(self, path: Path, name: str):
+        path.write_text(STUB_TOOL.format(python=sys.executable, name=name))
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+    def run(self, *args, check=True, env=None):
+        base = ["--train_set", "train", "--valid_set", "dev", "--test_sets", "dev test",
+                "--train_config", "conf/train.yaml", "--decode_config", "conf/decode.yaml", "--nj", "2",
+                "--inference_nj", "2"]
+        return run(["./speechllm.sh", *base, *args], self.root, env={**self.env, **(env or {})}, check=check)
+
+    def calls(self) -> list[list[str]]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line) for line in self.calls_file.read_text().splitlines()]
+
+    def tools_called(self) -> list[str]:
+        """Each call as its tool name, or `python3 -m module` as the module."""
+        return [c[2] if c[0] == "python3" else c[0] for c in self.calls()]
+
+
+@pytest.fixture
+def stub_recipe(tmp_path):
+    return StubRecipe(tmp_path / "recipe")
+
+
+def stage_events(stdout: str) -> list[str]:
+    return re.findall(r"Stage (\d+): .*: (started|finished in \d+ s|skipped)", stdout)
+
+
+def test_stage_selection_runs_only_the_selected_stage_functions(stub_recipe):
+    stub_recipe.run("--stop_stage", "1")
+    stub_recipe.calls_file.unlink()
+    out = stub_recipe.run("--stage", "3", "--stop_stage", "4", "--skip_stages", "4").stdout
+    events = stage_events(out)
+    assert [(n, e.split()[0]) for n, e in events] == [("3", "started"), ("3", "finished"), ("4", "skipped")]
+    assert re.search(r"^\S+ \(speechllm\.sh:\d+:run_stage\) Stage 3: Audio dumping and validation: finished in \d+ s",
+                     out, re.M)
+    # dev is both the validation set and a test set: dumped once, into org/ for the length filter.
+    assert stub_recipe.calls() == [
+        ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
+         "data/train", "dump/org/train"],
+        ["validate_data_dir.sh", "dump/org/train"],
+        ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
+         "data/dev", "dump/org/dev"],
+        ["validate_data_dir.sh", "dump/org/dev"],
+        ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
+         "data/test", "dump/test"],
+        ["validate_data_dir.sh", "dump/test"],
+    ]
+
+
+def test_dry_run_prints_the_commands_of_the_selected_stages_only(stub_recipe):
+    out = stub_recipe.run("--dry_run", "true", "--stage", "3", "--stop_stage", "5", "--skip_stages", "4").stdout
+    commands = [line for line in out.splitlines() if line.startswith("+ ")]
+    assert commands[0] == "+ utils/dump_audio.sh --nj 2 --cmd launcher --fs 16000 --audio_format flac " \
+                          "data/train dump/org/train"
+    assert not any("filter_data_dir" in c for c in commands)
+    assert commands[-1] == "+ python3 -m speechllm.bin.prepare_tokens --text dump/train/text " \
+                           "--output_dir data/token_list"
+    assert not stub_recipe.calls() and not (stub_recipe.root / "dump").exists()
+
+
+def test_stages_1_to_5_with_speed_perturbation(stub_recipe):
+    out = stub_recipe.run("--stop_stage", "5", "--speed_perturb_factors", "0.9 1.1",
+                          "--toy_llm_config", "conf/toy_llm.yaml", "--ctc_bpe_vocab_size", "30").stdout
+    assert [n for n, e in stage_events(out) if e == "started"] == ["1", "2", "3", "4", "5"]
+    assert stub_recipe.tools_called() == [
+        "local_data.sh", "perturb_data_dir_speed.sh", "dump_audio.sh", "validate_data_dir.sh", "dump_audio.sh",
+        "validate_data_dir.sh", "dump_audio.sh", "validate_data_dir.sh", "filter_data_dir.sh", "filter_data_dir.sh",
+        "speechllm.bin.prepare_tokens",
+    ]
+    calls = stub_recipe.calls()
+    assert calls[1] == ["perturb_data_dir_speed.sh", "--factors", "0.9 1.1", "data/train", "data/train_sp"]
+    assert calls[2][-2:] == ["data/train_sp", "dump/org/train_sp"]
+    assert calls[8] == ["filter_data_dir.sh", "--min_duration", "0.1", "--max_duration", "20", "--fs", "16000",
+                        "dump/org/train_sp", "dump/train_sp"]
+    assert calls[10] == ["python3", "-m", "speechllm.bin.prepare_tokens", "--text", "dump/train_sp/text",
+                         "--output_dir", "data/token_list", "--ctc_bpe_vocab_size", "30",
+                         "--toy_llm_config", "conf/toy_llm.yaml", "--toy_llm_dir", "exp/llm_init"]
+
+
+def write_dumped_sets(recipe: StubRecipe):
+    recipe.run("--stop_stage", "4")
+    recipe.calls_file.unlink()
+
+
+def test_statistics_split_into_jobs_and_aggregated(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    (stub_recipe.root / "data" / "token_list").mkdir(parents=True)
+    (stub_recipe.root / "data" / "token_list" / "ctc_bpe.model").write_text("")
+    # nj=3, but dev has 2 utterances: 2 jobs.
+    stub_recipe.run("--stage", "6", "--stop_stage", "6", "--nj", "3", "--llm", "/models/lm",
+                    "--train_args", "--max_epoch 1")
+    calls = stub_recipe.calls()
+    logdir = stub_recipe.root / "exp" / "stats_train" / "logdir"
+    train_keys = [(logdir / f"train.{i}.scp").read_text() for i in (1, 2)]
+    assert "".join(train_keys) == (stub_recipe.root / "dump" / "train" / "wav.scp").read_text()
+    assert all(train_keys) and not (logdir / "train.3.scp").exists()
+    launcher, stats1, stats2, aggregate = calls
+    assert launcher[:3] == ["launcher", "JOB=1:2", "exp/stats_train/logdir/stats.JOB.log"]
+    assert stats1[:8] == ["python3", "-m", "speechllm.bin.speechllm_train", "--collect_stats", "true",
+                          "--use_preprocessor", "true", "--config"]
+    assert "--llm_conf name_or_path=/models/lm --ctc_bpemodel data/token_list/ctc_bpe.model " \
+           "--train_data_path_and_name_and_type dump/train/wav.scp,speech,sound" in " ".join(stats1)
+    assert stats2[stats2.index("--train_shape_file") + 1] == "exp/stats_train/logdir/train.2.scp"
+    assert stats2[-2:] == ["--max_epoch", "1"]
+    assert aggregate[2:] == ["espnet2.bin.aggregate_stats_dirs", "--input_dir", "exp/stats_train/logdir/stats.1",
+                             "--input_dir", "exp/stats_train/logdir/stats.2", "--output_dir", "exp/stats_train"]
+
+
+def test_training_failure_names_the_log(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    stub_recipe.run("--stage", "6", "--stop_stage", "6")
+    proc = stub_recipe.run("--stage", "7", "--stop_stage", "7", "--ngpu", "1", check=False,
+                           env={"STUB_FAIL_TRAIN": "1"})
+    assert proc.returncode != 0
+    assert "training failed: see exp/train/train.log" in proc.stderr
+    assert "stage 7 (Training) failed with exit code 1; resume with --stage 7" in proc.stderr
+    assert "training blew up" in (stub_recipe.root / "exp" / "train" / "train.log").read_text()
+    train = stub_recipe.calls()[-1]
+    assert stub_recipe.calls()[-2][:4] == ["launcher", "--gpu", "1", "exp/train/train.log"]
+    assert train.count("--train_shape_file") == 2 and "exp/stats_train/valid/text_shape" in train
+    assert train[train.index("--ngpu") + 1] == "1" and train[train.index("--resume") + 1] == "true"
+
+
+def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    model_dir = stub_recipe.root / "exp" / "train"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.yaml").write_text("{}\n")
+    (model_dir / "valid.loss.ave.pth").write_text("")
+    out = stub_recipe.run("--stage", "8", "--stop_stage", "9", env={"STUB_DROP_KEYS": "spk1-test3"}).stdout
+    decode_dir = model_dir / "decode_decode_valid.loss.ave" / "test"
+    keys = [line.split()[0] for line in (stub_recipe.root / "dump" / "test" / "wav.scp").read_text().splitlines()]
+    expected = [k for k in sorted(keys) if k != "spk1-test3"]
+    assert [line.split()[0] for line in (decode_dir / "text").read_text().splitlines()] == expected
+    assert (decode_dir / "score").read_text().splitlines()[0] == f"{expected[0]} score 1best_recog {expected[0]}"
+    assert (decode_dir / "2best_recog" / "token").read_text().count("\n") == len(expected)
+    assert (decode_dir / "missing_hyps.txt").read_text() == "spk1-test3\n"
+    assert "WARNING: 1 of 5 utterances have no hypothesis" in out
+    assert not (model_dir / "decode_decode_valid.loss.ave" / "dev" / "missing_hyps.txt").exists()
+    inference = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_inference"]]
+    assert len(inference) == 4  # 2 test sets x 2 jobs
+    assert inference[3][inference[3].index("--key_file") + 1] == f"{decode_dir.relative_to(stub_recipe.root)}" \
+                                                                  "/logdir/keys.2.scp"
+    scoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.score_text"]]
+    assert [c[c.index("--out_dir") + 1].rsplit("/", 1)[1] for c in scoring] == ["score_wer", "score_cer"] * 2
+    assert "# RESULTS stub table" in out
+
+
+# ------------------------------------------------------------------------------------ setup.sh and path.sh
+
+
+def test_setup_creates_a_working_recipe_and_refuses_to_overwrite(tmp_path):
+    target = tmp_path / "egs2" / "newcorpus" / "speechllm1"
+    out = run([str(TEMPLATE / "setup.sh"), str(target)], tmp_path).stdout
+    assert "Created" in out
+    for copied in ("run.sh", "cmd.sh", "db.sh", "local/data.sh"):
+        assert (target / copied).is_file() and not (target / copied).is_symlink()
+    for linked, source in (("speechllm.sh", TEMPLATE / "speechllm.sh"), ("path.sh", TEMPLATE / "path.sh"),
+                           ("utils", REPO / "utils")):
+        assert (target / linked).is_symlink() and (target / linked).resolve() == source.resolve()
+        assert not os.readlink(target / linked).startswith("/")
+    assert "--train_config" in run(["./run.sh", "--help"], target).stdout
+    # The real path.sh and cmd.sh load in the new recipe; its placeholder local/data.sh explains and fails.
+    proc = run(["./run.sh", "--stop_stage", "1"], target, check=False)
+    assert proc.returncode != 0 and "template's placeholder" in proc.stderr and "wav.scp" in proc.stderr
+    (target / "run.sh").write_text("# edited\n")
+    proc = run([str(TEMPLATE / "setup.sh"), str(target)], tmp_path, check=False)
+    assert proc.returncode != 0 and "refusing to overwrite" in proc.stderr
+    assert (target / "run.sh").read_text() == "# edited\n"
+
+
+def test_path_sh_sets_the_environment(tmp_path):
+    script = 'set -euo pipefail; . ./path.sh; printf "%s\\n" "$MAIN_ROOT" "$PYTHONPATH" "$LC_ALL" ' \
+             '"$PYTHONIOENCODING" "$OMP_NUM_THREADS" "$(command -v parse_options.sh)"'
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTHONPATH")}
+    values = run(["bash", "-c", script], DEMO, env=env).stdout.split("\n")
+    root, pythonpath, lc_all, encoding, threads, tool = values[:6]
+    assert Path(root) == REPO and pythonpath == str(REPO)
+    assert (lc_all, encoding, threads) == ("C", "UTF-8", "1")
+    assert Path(tool) == REPO / "utils" / "parse_options.sh"
+    assert run(["bash", "-c", script], DEMO, env={**env, "OMP_NUM_THREADS": "3"}).stdout.split("\n")[4] == "3"
+
+
+def test_demo_run_sh_passes_its_settings(tmp_path):
+    out = run(["./run.sh", "--dry_run", "true", "--stage", "5", "--stop_stage", "8", "--expdir", str(tmp_path)],
+              DEMO).stdout
+    assert f"--ctc_bpe_vocab_size 64 --toy_llm_config conf/toy_llm.yaml --toy_llm_dir {tmp_path}/llm_init" in out
+    assert f"--llm_conf name_or_path={tmp_path}/llm_init --ctc_bpemodel data/token_list/ctc_bpe.model" in out
+    assert f"+ utils/local.py JOB=1:2 {tmp_path}/train/decode_decode_valid.acc.ave/test/logdir/decode.JOB.log" in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_shell_files_pass_shellcheck():
+    if not SHELLCHECK.exists():
+        pytest.skip(f"{SHELLCHECK} is absent: install the venv (tools/) to lint shell files")
+    proc = run([str(SHELLCHECK), *OWNED_SHELL_FILES], REPO, check=False)
+    assert proc.returncode == 0, proc.stdout
