@@ -1,0 +1,229 @@
+"""utils/validate_data_dir.sh: check a Kaldi data dir and report every problem with file, line and fix.
+
+    utils/validate_data_dir.sh [--no-text] [--no-spk-sort] [--allow-empty-text] data/x
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechllm.data.cli import run_tool
+from speechllm.data.datadir import (
+    FIX_DATA_DIR, KNOWN_FILES, DataDirError, Entry, Problem, c_order, duplicate_problems, file_level,
+    format_problems, order_problems, read_entries, spk2utt_from_utt2spk)
+
+PROG = "utils/validate_data_dir.sh"
+
+
+class Checker:
+    """Collects problems of one data dir; each check method looks at one rule."""
+
+    def __init__(self, path: Path, no_text: bool, no_spk_sort: bool, allow_empty_text: bool):
+        self.path = path
+        self.no_text = no_text
+        self.no_spk_sort = no_spk_sort
+        self.allow_empty_text = allow_empty_text
+        self.problems: list[Problem] = []
+        self.entries: dict[str, list[Entry]] = {}  # well-formed lines of each file present
+
+    def src(self, name: str) -> str:
+        return str(self.path / name)
+
+    def add(self, name: str, line: int | None, message: str, fix: str, kind: str, severity: str = "error") -> None:
+        self.problems.append(Problem(self.src(name), line, message, fix, severity, kind))
+
+    def fix_dir(self) -> str:
+        return f"{FIX_DATA_DIR} {self.path}"
+
+    def run(self) -> list[Problem]:
+        if not self.path.is_dir():
+            self.problems.append(Problem(str(self.path), None, "is not a directory", "give a Kaldi data dir"))
+            return self.problems
+        self.check_required_files()
+        for name in KNOWN_FILES:
+            if (self.path / name).is_file():
+                self.read_file(name)
+        self.check_empty_transcripts()
+        self.check_utterance_sets()
+        self.check_speakers()
+        self.check_segments()
+        return self.problems
+
+    def check_required_files(self) -> None:
+        required = {
+            "utt2spk": "create it ('<utt-id> <speaker-id>' lines; without speaker information map each utterance "
+                       f"to itself: awk '{{print $1, $1}}' {self.src('text')} > {self.src('utt2spk')})",
+            "spk2utt": f"utils/utt2spk_to_spk2utt.sh {self.src('utt2spk')} > {self.src('spk2utt')}",
+            "wav.scp": "create it ('<utt-id> <audio path>' or '<utt-id> <command> |' lines)",
+        }
+        if not self.no_text:
+            required["text"] = "create it ('<utt-id> <transcript>' lines), or pass --no-text for a dir without one"
+        for name, fix in required.items():
+            if not (self.path / name).is_file():
+                self.add(name, None, "is missing", fix, "missing file")
+
+    def read_file(self, name: str) -> None:
+        entries, problems = read_entries(self.path / name)
+        self.problems += problems
+        self.problems += duplicate_problems(entries, self.src(name))
+        self.problems += order_problems(entries, self.src(name))
+        self.entries[name] = entries
+
+    def first_lines(self, name: str) -> dict[str, Entry]:
+        """id -> its first well-formed line in `name`."""
+        found: dict[str, Entry] = {}
+        for entry in self.entries.get(name, []):
+            found.setdefault(entry.key, entry)
+        return found
+
+    def check_empty_transcripts(self) -> None:
+        if self.allow_empty_text:
+            return
+        for entry in self.entries.get("text", []):
+            if not entry.value:
+                self.add("text", entry.line, f"utterance '{entry.key}' has an empty transcript",
+                         f"remove such utterances with {self.fix_dir()}, or pass --allow-empty-text if empty "
+                         "references are intended", "empty transcript")
+
+    def check_utterance_sets(self) -> None:
+        """Every utterance-level file must hold exactly the utterances of utt2spk."""
+        if "utt2spk" not in self.entries:
+            return
+        reference = self.first_lines("utt2spk")
+        has_segments = "segments" in self.entries
+        for name in self.entries:
+            if name == "utt2spk" or file_level(name, has_segments) != "utt":
+                continue
+            present = self.first_lines(name)
+            for key, entry in present.items():
+                if key not in reference:
+                    self.add(name, entry.line, f"utterance '{key}' is not in utt2spk",
+                             f"add it to utt2spk, or drop it with {self.fix_dir()}", "not in utt2spk")
+            for key, entry in reference.items():
+                if key not in present:
+                    self.add("utt2spk", entry.line, f"utterance '{key}' has no line in {name}",
+                             f"add it to {name}, or drop it with {self.fix_dir()}", f"missing from {name}")
+
+    def check_speakers(self) -> None:
+        if "utt2spk" not in self.entries:
+            return
+        utt2spk = {key: e.value for key, e in self.first_lines("utt2spk").items()}
+        if "spk2utt" in self.entries:
+            self.compare_spk2utt(spk2utt_from_utt2spk(utt2spk))
+        if not self.no_spk_sort:
+            self.check_sorted_by_speaker()
+        self.warn_speaker_prefix()
+        if "spk2gender" in self.entries:
+            speakers = set(utt2spk.values())
+            for key, entry in self.first_lines("spk2gender").items():
+                if key not in speakers:
+                    self.add("spk2gender", entry.line, f"speaker '{key}' has no utterance in utt2spk",
+                             f"remove the line, or run {self.fix_dir()}", "unknown speaker")
+
+    def compare_spk2utt(self, expected: dict[str, str]) -> None:
+        regenerate = f"utils/utt2spk_to_spk2utt.sh {self.src('utt2spk')} > {self.src('spk2utt')}"
+        present = self.first_lines("spk2utt")
+        for spk, entry in present.items():
+            if spk not in expected:
+                self.add("spk2utt", entry.line, f"speaker '{spk}' has no utterance in utt2spk", regenerate,
+                         "disagrees with utt2spk")
+            elif entry.value.split() != expected[spk].split():
+                self.add("spk2utt", entry.line, f"speaker '{spk}' lists '{entry.value}' but utt2spk gives "
+                         f"'{expected[spk]}'", regenerate, "disagrees with utt2spk")
+        for spk in expected:
+            if spk not in present:
+                self.add("spk2utt", None, f"speaker '{spk}' of utt2spk is missing", regenerate,
+                         "disagrees with utt2spk")
+
+    def check_sorted_by_speaker(self) -> None:
+        """Kaldi requires utt2spk sorted by speaker as well as by utterance (speaker-prefixed ids make it so)."""
+        # Compared against the utterance order, not the file order: an unsorted file is reported on its own.
+        by_utt = sorted(self.entries["utt2spk"], key=lambda e: c_order(e.key))
+        by_speaker = sorted(by_utt, key=lambda e: (c_order(e.value), c_order(e.key)))
+        for in_order, wanted in zip(by_utt, by_speaker):
+            if in_order is not wanted:
+                self.add("utt2spk", in_order.line,
+                         f"not sorted by speaker as well as by utterance: '{in_order.key}' (speaker "
+                         f"'{in_order.value}') sorts before an utterance of speaker '{wanted.value}'",
+                         "make speaker ids prefixes of utterance ids (e.g. spk1-utt1), or pass --no-spk-sort "
+                         "if your tools do not need it", "not sorted by speaker")
+                return
+
+    def warn_speaker_prefix(self) -> None:
+        for entry in self.entries["utt2spk"]:
+            if not entry.key.startswith(entry.value):
+                self.add("utt2spk", entry.line, f"utterance id '{entry.key}' does not start with its speaker id "
+                         f"'{entry.value}'", "Kaldi recommends speaker-id prefixes (e.g. spk1-utt1) so that sorting "
+                         "by utterance also groups speakers", "no speaker prefix", severity="warning")
+
+    def check_segments(self) -> None:
+        if "segments" not in self.entries or "wav.scp" not in self.entries:
+            return
+        recordings = self.first_lines("wav.scp")
+        used = set()
+        for entry in self.entries["segments"]:
+            recording = entry.value.split()[0]
+            used.add(recording)
+            if recording not in recordings:
+                self.add("segments", entry.line, f"utterance '{entry.key}' refers to recording '{recording}', "
+                         "which is not in wav.scp", f"add the recording to wav.scp, or drop the utterance with "
+                         f"{self.fix_dir()}", "unknown recording")
+        for key, entry in recordings.items():
+            if key not in used:
+                self.add("wav.scp", entry.line, f"recording '{key}' has no segment", f"{self.fix_dir()} removes "
+                         "unused recordings", "unused recording", severity="warning")
+        for name in self.entries:
+            if file_level(name, True) == "reco" and name != "wav.scp":
+                for key, entry in self.first_lines(name).items():
+                    if key not in recordings:
+                        self.add(name, entry.line, f"recording '{key}' is not in wav.scp",
+                                 f"remove the line, or run {self.fix_dir()}", "unknown recording")
+
+
+def validate_data_dir(path: str | Path, no_text: bool = False, no_spk_sort: bool = False,
+                      allow_empty_text: bool = False) -> list[Problem]:
+    """All problems of data dir `path` (errors and warnings), in file order."""
+    return Checker(Path(path), no_text, no_spk_sort, allow_empty_text).run()
+
+
+def require_valid(path: str | Path) -> None:
+    """Raise DataDirError unless `path` is a valid data dir, as the other tools need (text optional, empty
+    transcripts and unprefixed utterance ids allowed: those are the concern of training and scoring)."""
+    path = Path(path)
+    problems = validate_data_dir(path, no_text=not (path / "text").is_file(), no_spk_sort=True,
+                                 allow_empty_text=True)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        errors.append(Problem(str(path), None, "is not a valid data dir (problems above)",
+                              f"{FIX_DATA_DIR} {path} repairs most of them; check with {PROG} {path}"))
+        raise DataDirError(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Check a Kaldi data dir.")
+    parser.add_argument("--no-text", action="store_true", help="the dir need not have a text file")
+    parser.add_argument("--no-spk-sort", action="store_true",
+                        help="do not require utt2spk to be sorted by speaker as well as by utterance")
+    parser.add_argument("--allow-empty-text", action="store_true", help="empty transcripts are not errors")
+    parser.add_argument("data_dir")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        problems = validate_data_dir(args.data_dir, args.no_text, args.no_spk_sort, args.allow_empty_text)
+        for line in format_problems(problems):
+            print(line, file=sys.stderr)
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        if errors:
+            print(f"{PROG}: {args.data_dir}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+            return 1
+        print(f"{PROG}: Successfully validated data-directory {args.data_dir}"
+              + (f" ({warnings} warning(s))" if warnings else ""))
+        return 0
+
+    return run_tool(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
