@@ -37,7 +37,7 @@ model_tag=                   # Model dir name under expdir (empty: the train con
 stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_tag}).
 # Decoding and scoring
 decode_config=               # Decoding config (YAML).
-inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack.
+inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack; none: the untrained model.
 inference_batch_size=1       # Utterances per decoding batch.
 scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
 score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
@@ -126,6 +126,7 @@ need_file() {
 # need_model_file: --inference_model must exist in the model dir; the message lists the ones that do.
 need_model_file() {
     local file available=""
+    [[ ${inference_model} == none ]] && return 0  # the freshly initialised model: an untrained baseline
     for file in "${model_dir}"/*.pth; do
         [[ -e ${file} ]] && available+=" ${file##*/}"
     done
@@ -340,6 +341,8 @@ train_model() {
 
 decode() {
     local x dir logdir parts
+    local -a model_file_args=(--model_file "${model_dir}/${inference_model}")
+    [[ ${inference_model} == none ]] && model_file_args=()
     need_file "${model_dir}/config.yaml" "run stage 7 first"
     need_model_file
     for x in "${test_set_list[@]}"; do
@@ -355,7 +358,7 @@ decode() {
             python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
             --config "${decode_config}" --data_path_and_name_and_type "${dumpdir}/${x}/wav.scp,speech,sound" \
             --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
-            --model_file "${model_dir}/${inference_model}" --output_dir "${logdir}/output.JOB" ||
+            "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" ||
             die "decoding ${x} failed: see ${logdir}/decode.*.log"
         run_cmd merge_decode_outputs "${logdir}" "${parts}" "${dir}"
         run_cmd check_all_decoded "${dumpdir}/${x}/wav.scp" "${dir}"
@@ -379,6 +382,7 @@ score() {
 }
 
 pack_model() {
+    [[ ${inference_model} != none ]] || die "--inference_model none (the untrained model) is not packed"
     need_model_file
     log "Reads ${model_dir}, writes ${model_dir}/packed.zip"
     run_cmd python3 -m speechllm.bin.pack --train_config "${model_dir}/config.yaml" \
