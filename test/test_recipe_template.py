@@ -381,7 +381,7 @@ def test_training_failure_names_the_log(stub_recipe):
     assert "stage 7 (Training) failed with exit code 1; resume with --stage 7" in proc.stderr
     assert "training blew up" in (stub_recipe.root / "exp" / "train" / "train.log").read_text()
     train = stub_recipe.calls()[-1]
-    assert stub_recipe.calls()[-2][:4] == ["launcher", "--gpu", "1", "exp/train/train.log"]
+    assert stub_recipe.calls()[-2][:6] == ["launcher", "--gpu", "1", "--num_threads", "2", "exp/train/train.log"]
     assert train.count("--train_shape_file") == 2 and "exp/stats_train/valid/text_shape" in train
     assert train[train.index("--ngpu") + 1] == "1" and train[train.index("--resume") + 1] == "true"
 

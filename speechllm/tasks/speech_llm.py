@@ -77,7 +77,10 @@ adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=to
 
 DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype="float32",
                         gradient_checkpointing=False)
-DEFAULT_MODEL_CONF = dict(ctc_weight=0.0, lsm_weight=0.0, prompt="Transcribe the audio.", prompt_suffix="")
+# extract_feats_in_collect_stats: false (as in ESPnet's ASR configs) lets the statistics stage skip building the
+# model and running the frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
+DEFAULT_MODEL_CONF = dict(ctc_weight=0.0, lsm_weight=0.0, prompt="Transcribe the audio.", prompt_suffix="",
+                          extract_feats_in_collect_stats=True)
 
 
 def build_part(option: str, cls: type, conf: Optional[dict], **given):
@@ -102,6 +105,21 @@ def check_conf_keys(option: str, conf: dict, defaults: dict) -> dict:
     return {**defaults, **conf}
 
 
+def freeze_parameters(model: torch.nn.Module, prefixes: List[str]) -> None:
+    """ESPnet's ``--freeze_param``, applied in build_model too: ESPnet applies it only when training starts, so
+    without this, decoding (build_model_from_file) would rebuild e.g. ``frontend.upstream`` as trainable and expect
+    its weights in the checkpoint, which leaves frozen pretrained weights out. A prefix matching nothing is an error,
+    not a silently trained part."""
+    for prefix in prefixes:
+        matched = [p for name, p in model.named_parameters() if name == prefix or name.startswith(prefix + ".")]
+        if not matched:
+            parts = sorted({name.split(".")[0] for name, _ in model.named_parameters()})
+            raise ValueError(f"--freeze_param {prefix}: matches no parameter; parameter names start with {parts} "
+                             "(e.g. frontend.upstream, llm)")
+        for p in matched:
+            p.requires_grad = False
+
+
 class SpeechLLMTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices, adapter_choices]
@@ -114,7 +132,8 @@ class SpeechLLMTask(AbsTask):
                            help="The LLM: name_or_path (folder, .gguf file or hub name), finetune "
                                 "(frozen|lora|full), lora_conf (r, alpha, dropout, target_modules), dtype")
         group.add_argument("--model_conf", action=NestedDictAction, default=dict(DEFAULT_MODEL_CONF),
-                           help="SpeechLLM options: ctc_weight, lsm_weight, prompt, prompt_suffix")
+                           help="SpeechLLM options: ctc_weight, lsm_weight, prompt, prompt_suffix, "
+                                "extract_feats_in_collect_stats")
         group.add_argument("--ctc_conf", action=NestedDictAction, default=get_default_kwargs(CTC),
                            help="The keyword arguments of ESPnet's CTC class")
         group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
@@ -194,6 +213,7 @@ class SpeechLLMTask(AbsTask):
             prompt_suffix_ids=token_ids(tokenizer, model_conf["prompt_suffix"]) if model_conf["prompt_suffix"] else (),
             ctc=ctc, ctc_weight=model_conf["ctc_weight"], lsm_weight=model_conf["lsm_weight"],
         )
+        freeze_parameters(model, getattr(args, "freeze_param", None) or [])
         for part, trainable, total in model.trainable_summary():
             logging.info(f"{part}: {trainable:,} of {total:,} parameters train")
         return model

@@ -13,6 +13,7 @@ dry_run=false                # Print the commands the selected stages would run,
 nj=4                         # Parallel jobs of data dumping and statistics collection.
 inference_nj=4               # Parallel jobs of decoding.
 ngpu=0                       # GPUs for training (0: CPU).
+train_threads=2              # CPU threads of the training job (OMP_NUM_THREADS; path.sh defaults jobs to 1).
 expdir=exp                   # Where models, statistics and decoding results go.
 dumpdir=dump                 # Where the dumped audio data dirs go.
 # Data
@@ -332,7 +333,7 @@ train_model() {
     if [[ -f ${model_dir}/train.log ]]; then
         run_cmd mv "${model_dir}/train.log" "${model_dir}/train.log.prev"
     fi
-    launch "${train_cmd}" --gpu "${ngpu}" "${model_dir}/train.log" \
+    launch "${train_cmd}" --gpu "${ngpu}" --num_threads "${train_threads}" "${model_dir}/train.log" \
         python3 -m speechllm.bin.speechllm_train --config "${train_config}" "${llm_args[@]}" \
         --use_preprocessor true --ngpu "${ngpu}" --resume true --output_dir "${model_dir}" \
         "${data_args[@]}" "${shape_args[@]}" "${extra_train_args[@]}" ||
@@ -403,7 +404,7 @@ stage_selected() {
 # check_options: the values the script computes with, and every option a selected stage needs, before any runs.
 check_options() {
     local option row number needs skipped hint
-    for option in stage stop_stage nj inference_nj ngpu ctc_bpe_vocab_size fs inference_batch_size; do
+    for option in stage stop_stage nj inference_nj ngpu train_threads ctc_bpe_vocab_size fs inference_batch_size; do
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
     for skipped in "${skip_stage_list[@]}"; do
