@@ -23,7 +23,7 @@ def tokens_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tokens")
     (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
     make_toy_llm(root / "toy.yaml", SENTENCES, root / "llm")
-    train_bpe(SENTENCES, root / "ctc_bpe", 40, special_ids=False)
+    train_bpe(SENTENCES, root / "ctc_bpe", 40)
     return root
 
 
@@ -197,3 +197,20 @@ def test_checkpoints_leave_out_frozen_pretrained_weights(tokens_dir):
     full = SpeechLLMTask.build_model(task_args(tokens_dir, "--llm_conf", "finetune=full"))
     with pytest.raises(RuntimeError, match="checkpoint does not match"):
         full.load_state_dict(state)
+
+
+def test_toy_llm_pretraining_learns_the_transcripts(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from speechllm.models.llm import load_tokenizer
+
+    losses = {}
+    for steps in (0, 150):
+        (tmp_path / f"toy{steps}.yaml").write_text(yaml.safe_dump({**TOY, "pretrain_steps": steps}))
+        make_toy_llm(tmp_path / f"toy{steps}.yaml", SENTENCES, tmp_path / f"llm{steps}")
+        tokenizer = load_tokenizer(str(tmp_path / f"llm{steps}"))
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / f"llm{steps}")  # what was saved, reloaded
+        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer("one two three four five").input_ids[-5:]]])
+        with torch.no_grad():
+            losses[steps] = model(input_ids=ids, labels=ids).loss.item()
+    assert losses[150] < 0.6 * losses[0], losses

@@ -49,7 +49,7 @@ def models_dir(tmp_path_factory) -> Path:
                              return_attention_mask=True).save_pretrained(root / "hubert")
     (root / "toy.yaml").write_text(yaml.safe_dump(TOY_LLM))
     make_toy_llm(root / "toy.yaml", SENTENCES, root / "llm")
-    train_bpe(SENTENCES, root / "ctc_bpe", 40, special_ids=False)
+    train_bpe(SENTENCES, root / "ctc_bpe", 40)
     return root
 
 

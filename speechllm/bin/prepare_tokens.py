@@ -23,29 +23,48 @@ from speechllm.data.datadir import read_kv
 TOY_LLM_DEFAULTS = dict(
     architecture="llama", vocab_size=256, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, seed=0,
+    pretrain_steps=0, pretrain_batch_size=32, pretrain_lr=0.002,
 )
 ARCHITECTURES = {"llama": "LlamaConfig", "qwen2": "Qwen2Config"}
 
 
-def train_bpe(sentences: list, model_prefix: Path, vocab_size: int, special_ids: bool) -> None:
-    """SentencePiece BPE; with ``special_ids`` the LLM layout unk=0, bos=1, eos=2, pad=3, else only unk=0."""
+def train_bpe(sentences: list, model_prefix: Path, vocab_size: int) -> None:
+    """The CTC head's SentencePiece BPE: unk=0 and no BOS/EOS (CTCTokenizer puts the blank before it)."""
     import sentencepiece
 
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False) as f:
         f.write("\n".join(s for s in sentences if s) + "\n")
         corpus = f.name
-    ids = dict(unk_id=0, bos_id=1, eos_id=2, pad_id=3) if special_ids else dict(unk_id=0, bos_id=-1, eos_id=-1)
     try:
         sentencepiece.SentencePieceTrainer.train(
             input=corpus, model_prefix=str(model_prefix), vocab_size=vocab_size, model_type="bpe",
             character_coverage=1.0, input_sentence_size=10_000_000, shuffle_input_sentence=True,
-            minloglevel=2, **ids,
+            minloglevel=2, unk_id=0, bos_id=-1, eos_id=-1,
         )
     except RuntimeError as e:
         raise SystemExit(f"prepare_tokens: SentencePiece could not train a {vocab_size}-token BPE on "
                          f"{len(sentences)} sentences ({e}); lower the vocabulary size") from e
     finally:
         Path(corpus).unlink()
+
+
+def train_llm_tokenizer(sentences: list, vocab_size: int):
+    """A SentencePiece-style BPE (``▁`` marks word starts, every word included) as a transformers tokenizer with
+    ids unk=0, bos=1, eos=2, pad=3. Built with the tokenizers library: converting a sentencepiece model instead
+    drops the ``▁`` of the first word, so a word's first occurrence would be split differently from the others."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.train_from_iterator(sentences, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials))
+    if backend.get_vocab_size() > vocab_size:
+        raise SystemExit(f"prepare_tokens: the transcripts have {backend.get_vocab_size()} distinct symbols, more "
+                         f"than vocab_size {vocab_size} of the toy LLM config; raise vocab_size")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
 
 
 def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
@@ -61,18 +80,46 @@ def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
     if conf["architecture"] not in ARCHITECTURES:
         raise SystemExit(f"{config_file}: architecture '{conf['architecture']}' not in {sorted(ARCHITECTURES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_bpe(sentences, out_dir / "tokenizer", conf["vocab_size"], special_ids=True)
-    (out_dir / "tokenizer.vocab").unlink()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(out_dir)  # converts tokenizer.model
-    tokenizer.pad_token = "<pad>"
+    tokenizer = train_llm_tokenizer(sentences, conf["vocab_size"])
     tokenizer.save_pretrained(out_dir)
     config_class = getattr(transformers, ARCHITECTURES[conf.pop("architecture")])
+    pretrain = {key: conf.pop(f"pretrain_{key}") for key in ("steps", "batch_size", "lr")}
     torch.manual_seed(conf.pop("seed"))
     config = config_class(bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=True, **conf)
     model = transformers.AutoModelForCausalLM.from_config(config)
+    if pretrain["steps"]:
+        pretrain_on_text(model, tokenizer, sentences, **pretrain)
     model.save_pretrained(out_dir)
     params = sum(p.numel() for p in model.parameters())
     logging.info(f"toy LLM: {type(model).__name__}, {params:,} parameters, vocabulary {conf['vocab_size']} -> {out_dir}")
+
+
+def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: int, lr: float) -> None:
+    """Causal-LM training on the transcripts, as an LLM is pretrained on text before it meets speech: the speech
+    LLM then starts from a model that knows the language, and only has to learn to listen."""
+    import torch
+
+    rows = [[tokenizer.bos_token_id, *tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+            for s in sentences if s]
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    for step in range(1, steps + 1):
+        picked = [rows[i] for i in torch.randint(len(rows), (batch_size,), generator=generator).tolist()]
+        width = max(map(len, picked))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in picked])
+        mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in picked])[:, None]).long()
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0 or step == steps:
+            logging.info(f"toy LLM pretraining on the transcripts: step {step}/{steps}, loss {loss.item():.3f}")
+    model.eval()
 
 
 def report_llm_tokens(llm: str, sentences: list, out_file: Path) -> None:
@@ -118,7 +165,7 @@ def main(argv=None) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.ctc_bpe_vocab_size > 0:
-        train_bpe(sentences, out / "ctc_bpe", args.ctc_bpe_vocab_size, special_ids=False)
+        train_bpe(sentences, out / "ctc_bpe", args.ctc_bpe_vocab_size)
         vocab = (out / "ctc_bpe.vocab").read_text(encoding="utf-8").splitlines()
         tokens = ["<blank>"] + [line.split("\t")[0] for line in vocab]
         (out / "ctc_tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")

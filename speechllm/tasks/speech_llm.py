@@ -4,7 +4,7 @@ A YAML config selects and configures each part, ESPnet style::
 
     frontend: default            # or s3prl (HuBERT/WavLM/wav2vec2 through ESPnet's S3prlFrontend)
     frontend_conf: {n_mels: 80}
-    encoder: conformer           # optional: none, transformer, conformer, e_branchformer
+    encoder: conformer           # optional: none, transformer, conformer, e_branchformer, rnn
     encoder_conf: {output_size: 256, num_blocks: 6}
     speech_adapter: conv1d_mlp  # ("adapter" is taken by ESPnet for its own fine-tuning adapters)
     speech_adapter_conf: {downsample: 4, hidden_size: 512}
@@ -24,6 +24,7 @@ from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+from espnet2.asr.encoder.rnn_encoder import RNNEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.default import DefaultFrontend
@@ -68,7 +69,8 @@ normalize_choices = ClassChoices(
 )
 encoder_choices = ClassChoices(
     "encoder",
-    classes=dict(transformer=TransformerEncoder, conformer=ConformerEncoder, e_branchformer=EBranchformerEncoder),
+    classes=dict(transformer=TransformerEncoder, conformer=ConformerEncoder, e_branchformer=EBranchformerEncoder,
+                 rnn=RNNEncoder),
     type_check=AbsEncoder,
     default=None,
     optional=True,

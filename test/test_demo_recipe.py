@@ -1,0 +1,97 @@
+"""The demo recipe end to end, every stage, on a smaller corpus and a 2-epoch training (the full-size run and its
+WER are in egs2/synth_an4/speechllm1/README.md). Runs in a temporary copy laid out as setup.sh lays out recipes."""
+import os
+import re
+import shutil
+import sys
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "egs2/synth_an4/speechllm1"
+SMALL = ["--local_data_opts", "--num_train 120 --num_dev 10 --num_test 12", "--test_sets", "test",
+         "--nj", "2", "--inference_nj", "2", "--inference_batch_size", "4"]
+
+
+def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(["./run.sh", *SMALL, *args], cwd=recipe, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    try:
+        import espeakng_loader  # noqa: F401
+    except ImportError:
+        pytest.skip("espeakng-loader is not installed (tools/install.sh installs it)")
+    root = tmp_path_factory.mktemp("recipe") / "speechllm1"
+    root.mkdir()
+    for name in ("run.sh", "cmd.sh", "db.sh"):
+        shutil.copy(RECIPE / name, root / name)
+    for name in ("conf", "local"):
+        shutil.copytree(RECIPE / name, root / name)
+    for name in ("speechllm.sh", "path.sh", "utils"):
+        (root / name).symlink_to((RECIPE / name).resolve())
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(recipe) -> subprocess.CompletedProcess:
+    return run_recipe(recipe, "--train_args", "--max_epoch 2")
+
+
+def test_every_stage_runs_and_writes_its_outputs(recipe, trained):
+    log = trained.stdout + trained.stderr
+    for stage in range(1, 11):
+        assert re.search(rf"Stage {stage}: .*: finished in", log), f"stage {stage} did not finish"
+    assert (recipe / "data/train/wav.scp").is_file()
+    assert (recipe / "data/token_list/ctc_bpe.model").is_file()
+    assert (recipe / "exp/llm_init/config.json").is_file()
+    model_dir = recipe / "exp/train"
+    assert (model_dir / "checkpoint.pth").is_file() and (model_dir / "2epoch.pth").is_file()
+    decode_dirs = list(model_dir.glob("decode_*/test"))
+    assert len(decode_dirs) == 1
+    hyps = (decode_dirs[0] / "text").read_text().splitlines()
+    refs = (recipe / "data/test/text").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]  # every test utterance, in order
+    result = (decode_dirs[0] / "score_wer/result.txt").read_text()
+    assert "Sum/Avg" in result and "| SPKR" in result
+    assert (decode_dirs[0] / "score_cer/result.txt").is_file()
+    assert "test" in (model_dir / "RESULTS.md").read_text()
+    assert (model_dir / "packed.zip").is_file()
+
+
+def test_packed_model_decodes_like_the_recipe(recipe, trained, tmp_path):
+    decode_dir = next((recipe / "exp/train").glob("decode_*/test"))
+    dump_wav = recipe / "dump/test/wav.scp"
+    keys = tmp_path / "keys"
+    keys.write_text("".join(line.split()[0] + "\n" for line in dump_wav.read_text().splitlines()[:3]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "speechllm.bin.speechllm_inference", "--packed_model", "exp/train/packed.zip",
+         "--config", "conf/decode.yaml", "--data_path_and_name_and_type", f"{dump_wav.relative_to(recipe)},speech,sound",
+         "--key_file", str(keys), "--output_dir", str(tmp_path / "out")],
+        cwd=recipe, env=env, check=True, capture_output=True, timeout=300,
+    )
+    packed = (tmp_path / "out/1best_recog/text").read_text().splitlines()
+    recipe_hyps = dict(line.split(" ", 1) if " " in line else (line, "") for line in
+                       (decode_dir / "text").read_text().splitlines())
+    for line in packed:
+        key, _, words = line.partition(" ")
+        assert recipe_hyps[key].strip() == words.strip()
+
+
+def test_training_resumes_from_its_checkpoint(recipe, trained):
+    result = run_recipe(recipe, "--stage", "7", "--stop_stage", "7", "--train_args", "--max_epoch 3")
+    train_log = (recipe / "exp/train/train.log").read_text()
+    assert "resumed" in train_log.lower(), train_log[-2000:]
+    assert "3epoch results" in train_log and "1epoch results" not in train_log
+    assert (recipe / "exp/train/3epoch.pth").is_file()
+    assert "Stage 7" in result.stdout + result.stderr
