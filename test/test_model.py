@@ -113,38 +113,32 @@ def test_unknown_key_in_yaml_config(tmp_path, capsys):
     assert f"encoderr (from {config})" in capsys.readouterr().err
 
 
-def greedy_by_full_recompute(model, speech, lengths, steps, eos_id):
-    """Reference greedy search that recomputes the whole sequence at every step (no cache)."""
-    encoded, encoded_lengths = model.encode(speech, lengths)
-    prefix, mask = model.speech_prefix(encoded, encoded_lengths)
-    out = []
-    for i in range(prefix.size(0)):
-        p, m = prefix[i:i + 1, -int(mask[i].sum()):], mask[i:i + 1, -int(mask[i].sum()):]
-        ids = []
-        for _ in range(steps):
-            embeds = torch.cat([p, model.embed_tokens(torch.tensor([ids], dtype=torch.long))], dim=1)
-            full_mask = torch.ones(1, embeds.size(1), dtype=torch.long)
-            token = int(model.run_llm(embeds, full_mask).logits[0, -1].argmax())
-            if token == eos_id:
-                break
-            ids.append(token)
-        out.append(ids)
-    return out
+def logprob_by_full_recompute(prefix, token_ids, model):
+    """Log-probability of ``token_ids`` + EOS after an unpadded speech prefix, recomputing everything (no cache)."""
+    targets = torch.tensor(list(token_ids) + [model.eos_id])
+    embeds = torch.cat([prefix[None], model.embed_tokens(targets[None, :-1])], dim=1)
+    logits = model.run_llm(embeds, torch.ones(1, embeds.size(1), dtype=torch.long)).logits[0, prefix.size(0) - 1:]
+    return torch.log_softmax(logits.float(), -1).gather(1, targets[:, None]).sum().item()
 
 
-def test_cached_batched_search_matches_full_recompute(tokens_dir):
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size):
+    """The search's KV cache, left padding, positions and beam reordering give exactly the log-probabilities of a
+    plain full recomputation of each utterance alone."""
     args = task_args(tokens_dir, "--llm_conf", "finetune=full")
     torch.manual_seed(0)
     model = SpeechLLMTask.build_model(args).eval()
     batch = make_batch(args)
-    options = DecodingOptions(beam_size=1, max_length=6, max_length_ratio=0)
-    search = BeamSearch(model, options, eos_id=model.eos_id)
-    hyps = search(batch["speech"], batch["speech_lengths"])
-    reference = greedy_by_full_recompute(model, batch["speech"], batch["speech_lengths"], 6, model.eos_id)
-    assert [h[0].token_ids for h in hyps] == reference
-    # Batched (left-padded) decoding gives each utterance what it gets alone.
-    alone = search(batch["speech"][1:2, : int(batch["speech_lengths"][1])], batch["speech_lengths"][1:2])
-    assert alone[0][0].token_ids == hyps[1][0].token_ids
+    options = DecodingOptions(beam_size=beam_size, nbest=beam_size, max_length=6, max_length_ratio=0,
+                              length_penalty=0)
+    hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    with torch.no_grad():
+        prefix, mask = model.speech_prefix(*model.encode(batch["speech"], batch["speech_lengths"]))
+        for i, nbest in enumerate(hyps):
+            unpadded = prefix[i, -int(mask[i].sum()):]
+            for hyp in nbest:
+                expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model)
+                assert hyp.logprob == pytest.approx(expected, abs=1e-3)
 
 
 def test_beam_search_nbest_is_sorted_and_bounded(tokens_dir):

@@ -54,6 +54,13 @@ class SpeechLLM(AbsESPnetModel):
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
         self.eos_id = eos_id
+        # Speech embeddings enter the LLM at the scale of its own token embeddings: layer-normalised, then times a
+        # learned scale that starts at the embeddings' RMS. Unscaled, the adapter's outputs grow to 100x the token
+        # embeddings, and a pre-norm LLM then cannot change the speech positions' residual stream.
+        embedding_rms = llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt().item()
+        hidden_size = llm.get_input_embeddings().weight.size(1)
+        self.speech_norm = torch.nn.LayerNorm(hidden_size, elementwise_affine=False)
+        self.speech_scale = torch.nn.Parameter(torch.tensor(float(embedding_rms)))
         prefix_head = ([bos_id] if bos_id is not None else []) + list(prompt_ids)
         self.register_buffer("prompt_ids", torch.tensor(prefix_head, dtype=torch.long), persistent=False)
         self.register_buffer("prompt_suffix_ids", torch.tensor(list(prompt_suffix_ids), dtype=torch.long),
@@ -88,7 +95,7 @@ class SpeechLLM(AbsESPnetModel):
         speech_embeds, speech_lengths = self.adapter(encoded, encoded_lengths)
         head = self.embed_tokens(self.prompt_ids)
         tail = self.embed_tokens(self.prompt_suffix_ids)
-        speech_embeds = speech_embeds.to(head.dtype)
+        speech_embeds = (self.speech_norm(speech_embeds) * self.speech_scale).to(head.dtype)
         batch = speech_embeds.size(0)
         total = head.size(0) + speech_lengths + tail.size(0)
         width = int(total.max())

@@ -24,4 +24,5 @@ inference_model=valid.acc.ave.pth
     --ctc_bpe_vocab_size 64 \
     --nj 2 \
     --inference_nj 2 \
+    --inference_batch_size 8 \
     "$@"

@@ -18,6 +18,8 @@ num_test=150                    # Number of test utterances.
 fs=16000                        # Sampling rate of the written audio (Hz).
 audio_dir=downloads/synth_an4   # Where the WAV files (and plan.tsv, their settings) go.
 nj=$(nproc)                     # Number of parallel synthesis processes.
+accents=us,gb,sco,rp,lan,wmd,car,nyc  # eSpeak NG accents the speakers are drawn from (fewer: an easier corpus).
+hold_out_variants=true          # true: dev/test voice variants never occur in training; false: only speakers differ.
 # END OPTIONS
 # shellcheck disable=SC2034  # read by utils/parse_options.sh
 help_message="Usage: $0 [options]
@@ -39,7 +41,8 @@ if [ -f ./path.sh ]; then
 fi
 
 python3 local/synthesize.py --seed "${seed}" --num_train "${num_train}" --num_dev "${num_dev}" \
-    --num_test "${num_test}" --fs "${fs}" --audio_dir "${audio_dir}" --data_dir data --nj "${nj}"
+    --num_test "${num_test}" --fs "${fs}" --audio_dir "${audio_dir}" --data_dir data --nj "${nj}" \
+    --accents "${accents}" --hold_out_variants "${hold_out_variants}"
 
 for x in train dev test; do
     utils/validate_data_dir.sh "data/${x}"

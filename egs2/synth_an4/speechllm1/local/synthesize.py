@@ -99,10 +99,19 @@ def parse_args(argv=None):
     parser.add_argument("--audio_dir", default="downloads/synth_an4", help="where the WAV files go")
     parser.add_argument("--data_dir", default="data", help="where the Kaldi data dirs train/dev/test go")
     parser.add_argument("--nj", type=int, default=os.cpu_count() or 1, help="parallel synthesis processes")
+    parser.add_argument("--hold_out_variants", type=lambda x: {"true": True, "false": False}[x.lower()],
+                        default=True, help="true: dev/test voice variants never occur in training (harder); "
+                                            "false: only the speakers (accent+variant+pitch) are disjoint")
+    parser.add_argument("--accents", default=",".join(sorted(ACCENTS)),
+                        help=f"comma-separated accents to draw speakers from (of {','.join(sorted(ACCENTS))}); "
+                             "fewer accents make an easier corpus")
     args = parser.parse_args(argv)
     for name in ("num_train", "num_dev", "num_test", "nj"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    unknown = sorted(set(args.accents.split(",")) - set(ACCENTS))
+    if unknown:
+        parser.error(f"--accents: unknown {unknown}; choose from {','.join(sorted(ACCENTS))}")
     if not 8000 <= args.fs <= 48000:
         parser.error(f"--fs must be between 8000 and 48000 Hz, got {args.fs}")
     return args
@@ -151,8 +160,13 @@ def draw_sentences(seed, counts):
 
 # ---------------------------------------------------------------- speakers
 
-def split_variants(rng):
-    """Disjoint variant lists per split: each family is shuffled, test and dev take theirs, train the rest."""
+def split_variants(rng, hold_out=True):
+    """Disjoint variant lists per split: each family is shuffled, test and dev take theirs, train the rest.
+    Without ``hold_out`` every split draws from all variants (speakers stay disjoint: a speaker is accent, variant
+    and pitch), an easier corpus for small CPU budgets."""
+    if not hold_out:
+        everything = sorted(v for members in VARIANT_FAMILIES.values() for v in members)
+        return {split: list(everything) for split in SPLITS}
     variants = {split: [] for split in SPLITS}
     for family, members in VARIANT_FAMILIES.items():
         members = list(members)
@@ -169,10 +183,10 @@ def speaker_count(num_utts, split):
     return min(num_utts, max(2, math.ceil(num_utts / UTTS_PER_SPEAKER[split])))
 
 
-def make_speakers(seed, counts):
+def make_speakers(seed, counts, accents=tuple(sorted(ACCENTS)), hold_out_variants=True):
     """A speaker is a voice (accent + variant) with its own pitch, pitch range and speaking rate."""
     rng = random.Random(f"synth_an4:{seed}:speakers")
-    variants = split_variants(rng)
+    variants = split_variants(rng, hold_out_variants)
     speakers, taken = {}, set()
     for split in SPLITS:
         pool = variants[split]
@@ -180,13 +194,13 @@ def make_speakers(seed, counts):
         speakers[split] = []
         wanted = speaker_count(counts[split], split)
         # Distinct ids: at most one speaker per (accent, variant, pitch); stay well below that for quick draws.
-        if wanted > len(pool) * len(ACCENTS) * (PITCH[1] - PITCH[0] + 1) // 4:
+        if wanted > len(pool) * len(accents) * (PITCH[1] - PITCH[0] + 1) // 4:
             raise RuntimeError(f"--num_{split} {counts[split]} needs {wanted} speakers, more than the "
                                f"{len(pool)} {split} voice variants can give; use fewer utterances")
         for i in range(wanted):
             variant = pool[i % len(pool)]
             while True:  # a speaker id names accent, variant and pitch: draw until it is new
-                accent, pitch = rng.choice(sorted(ACCENTS)), rng.randint(*PITCH)
+                accent, pitch = rng.choice(sorted(accents)), rng.randint(*PITCH)
                 speaker_id = f"{accent}_{variant.lower()}_p{pitch:02d}"
                 if speaker_id not in taken:
                     break
@@ -207,10 +221,10 @@ def check_variants_exist(data_path):
 
 # ---------------------------------------------------------------- plan
 
-def make_plan(seed, counts):
+def make_plan(seed, counts, accents=tuple(sorted(ACCENTS)), hold_out_variants=True):
     """Every utterance with all its synthesis and augmentation settings, in a fixed order."""
     sentences = draw_sentences(seed, counts)
-    speakers = make_speakers(seed, counts)
+    speakers = make_speakers(seed, counts, accents, hold_out_variants)
     rng = random.Random(f"synth_an4:{seed}:utterances")
     plan = []
     for split in SPLITS:
@@ -390,7 +404,7 @@ def main(argv=None):
 
 def build_corpus(args):
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
-    plan = make_plan(args.seed, counts)
+    plan = make_plan(args.seed, counts, tuple(sorted(set(args.accents.split(",")))), args.hold_out_variants)
     claim_audio_dir(Path(args.audio_dir), plan_text(plan, args.seed, args.fs))
     frames, written = synthesize_all(plan, args.audio_dir, args.fs, args.nj)
     for split in SPLITS:
