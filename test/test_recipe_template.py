@@ -418,10 +418,10 @@ def test_setup_creates_a_working_recipe_and_refuses_to_overwrite(tmp_path):
     target = tmp_path / "egs2" / "newcorpus" / "speechllm1"
     out = run([str(TEMPLATE / "setup.sh"), str(target)], tmp_path).stdout
     assert "Created" in out
-    for copied in ("run.sh", "cmd.sh", "db.sh", "local/data.sh"):
+    for copied in ("run.sh", "local/data.sh"):
         assert (target / copied).is_file() and not (target / copied).is_symlink()
     for linked, source in (("speechllm.sh", TEMPLATE / "speechllm.sh"), ("path.sh", TEMPLATE / "path.sh"),
-                           ("utils", REPO / "utils")):
+                           ("cmd.sh", TEMPLATE / "cmd.sh"), ("db.sh", TEMPLATE / "db.sh"), ("utils", REPO / "utils")):
         assert (target / linked).is_symlink() and (target / linked).resolve() == source.resolve()
         assert not os.readlink(target / linked).startswith("/")
     assert "--train_config" in run(["./run.sh", "--help"], target).stdout

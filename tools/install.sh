@@ -40,7 +40,6 @@ if [ ! -x "${venv}/bin/python" ]; then
     "${python}" -m venv "${venv}"
 fi
 # The lock pins torch 2.8 with torchaudio 2.8: the newest pair with which s3prl 0.4.18 imports unchanged.
-"${venv}/bin/python" -m pip install -q --upgrade pip
 "${venv}/bin/python" -m pip install -q -c "${tools_dir}/constraints.txt" -e "${root}[${extras}]"
 "${venv}/bin/python" -m pip check
 

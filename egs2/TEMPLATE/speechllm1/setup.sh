@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh: creates a new recipe from this template, as ESPnet's egs2/TEMPLATE/asr1/setup.sh does.
 #   egs2/TEMPLATE/speechllm1/setup.sh egs2/<corpus>/speechllm1
-# Copies what each corpus edits (run.sh, conf/, local/, cmd.sh, db.sh) and links what all recipes share
-# (speechllm.sh, path.sh and utils/), so that fixes to the template reach every recipe.
+# Copies what each corpus edits (run.sh, conf/, local/) and links what all recipes of an installation share
+# (speechllm.sh, path.sh, cmd.sh: the job backends, db.sh: corpus locations, utils/), so that a fix or a site
+# setting made once in the template reaches every recipe.
 set -euo pipefail
 
 if [[ $# -ne 1 || $1 == -* ]]; then
@@ -23,7 +24,7 @@ if [[ -d ${target} && -n $(ls -A "${target}") ]]; then
     exit 1
 fi
 
-for file in run.sh conf local cmd.sh db.sh; do
+for file in run.sh conf local speechllm.sh path.sh cmd.sh db.sh; do
     if [[ ! -e ${template}/${file} ]]; then
         echo "$0: the template lacks ${template}/${file}; restore it (git checkout) and run again" >&2
         exit 1
@@ -31,15 +32,15 @@ for file in run.sh conf local cmd.sh db.sh; do
 done
 
 mkdir -p "${target}"
-for file in run.sh conf local cmd.sh db.sh; do
+for file in run.sh conf local; do
     cp -R "${template}/${file}" "${target}/"
 done
-for file in speechllm.sh path.sh; do
+for file in speechllm.sh path.sh cmd.sh db.sh; do
     ln -s "$(realpath --relative-to="${target}" "${template}/${file}")" "${target}/${file}"
 done
 ln -s "$(realpath --relative-to="${target}" "${main_root}/utils")" "${target}/utils"
 
-echo "Created ${target}: copied run.sh conf/ local/ cmd.sh db.sh; linked speechllm.sh path.sh utils."
+echo "Created ${target}: copied run.sh conf/ local/; linked speechllm.sh path.sh cmd.sh db.sh utils."
 echo "Next: write ${target}/local/data.sh for your corpus (its placeholder says what it must produce),"
 echo "put your configs in ${target}/conf/, set the data sets and configs in ${target}/run.sh, then"
 echo "cd ${target} && ./run.sh"
