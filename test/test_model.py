@@ -75,9 +75,8 @@ def test_frozen_and_full_llm(tokens_dir):
     assert trainable_parameter_count(full.llm) == sum(p.numel() for p in full.llm.parameters())
 
 
-def test_loss_only_on_text(tokens_dir):
-    """Changing the prompt changes nothing about which positions are scored: the loss must stay finite and the
-    accuracy is measured over text+EOS tokens only (a batch with one token has at most 2 targets)."""
+def test_targets_are_the_text_and_eos_only(tokens_dir):
+    """The prompt and the speech are never targets: what is scored is the text followed by EOS."""
     args = task_args(tokens_dir, "--model_conf", "prompt='Transcribe the audio.'")
     model = SpeechLLMTask.build_model(args).eval()
     batch = make_batch(args, lengths=(8000,), texts=["one"])
