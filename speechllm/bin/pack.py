@@ -57,10 +57,13 @@ def pack(train_config: str, model_file: str, outpath: str) -> Path:
 
 
 def unpack(archive_path: str, cache_dir: str = "") -> Tuple[str, str]:
-    """Extract once (keyed by the archive's content hash) and return (config.yaml, model.pth) with absolute paths."""
+    """Extract once and return (config.yaml, model.pth) with absolute paths. The extraction is keyed by the
+    archive's size and modification time: every decoding job calls this, and hashing a multi-GB archive (an LLM
+    folder inside) in each of them would cost more than the decoding of a small test set."""
     archive_path = Path(archive_path)
-    digest = hashlib.sha256(archive_path.read_bytes()).hexdigest()[:16]
-    target = Path(cache_dir or archive_path.parent) / f".{archive_path.stem}.{digest}"
+    stat = archive_path.stat()
+    key = hashlib.sha256(f"{archive_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = Path(cache_dir or archive_path.parent) / f".{archive_path.stem}.{key}"
     config_file = target / "config.resolved.yaml"
     if not config_file.is_file():
         with zipfile.ZipFile(archive_path) as archive:

@@ -19,6 +19,8 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from speechllm.models.llm import trainable_parameter_count
+
 IGNORE_ID = -1  # padding value of integer sequences in ESPnet's collate function
 
 
@@ -220,9 +222,5 @@ class SpeechLLM(AbsESPnetModel):
 
     def trainable_summary(self) -> List[Tuple[str, int, int]]:
         """(part, trainable, total) parameter counts for the log: what is frozen is visible at a glance."""
-        rows = []
-        for name, child in self.named_children():
-            total = sum(p.numel() for p in child.parameters())
-            trainable = sum(p.numel() for p in child.parameters() if p.requires_grad)
-            rows.append((name, trainable, total))
-        return rows
+        return [(name, trainable_parameter_count(child), sum(p.numel() for p in child.parameters()))
+                for name, child in self.named_children()]

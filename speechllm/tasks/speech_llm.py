@@ -140,8 +140,6 @@ class SpeechLLMTask(AbsTask):
                            help="The keyword arguments of ESPnet's CTC class")
         group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
                            help="SentencePiece model of the CTC head's vocabulary (no CTC head if not given)")
-        group.add_argument("--init", type=str_or_none, default=None,
-                           help="Kept for ESPnet compatibility; pretrained parts are never re-initialised")
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True,
                            help="Tokenize the text on the fly (needed for training and statistics)")

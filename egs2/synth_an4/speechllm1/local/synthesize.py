@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly  # imported once here: forked workers inherit it (importing takes ~1 s)
 
+from speechllm.data.cli import parse_bool
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import an4_grammar  # noqa: E402
 import espeak_tts  # noqa: E402
@@ -99,7 +101,7 @@ def parse_args(argv=None):
     parser.add_argument("--audio_dir", default="downloads/synth_an4", help="where the WAV files go")
     parser.add_argument("--data_dir", default="data", help="where the Kaldi data dirs train/dev/test go")
     parser.add_argument("--nj", type=int, default=os.cpu_count() or 1, help="parallel synthesis processes")
-    parser.add_argument("--hold_out_variants", type=lambda x: {"true": True, "false": False}[x.lower()],
+    parser.add_argument("--hold_out_variants", type=parse_bool,
                         default=True, help="true: dev/test voice variants never occur in training (harder); "
                                             "false: only the speakers (accent+variant+pitch) are disjoint")
     parser.add_argument("--accents", default=",".join(sorted(ACCENTS)),
