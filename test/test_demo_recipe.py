@@ -52,7 +52,7 @@ def test_every_stage_runs_and_writes_its_outputs(recipe, trained):
     for stage in range(1, 11):
         assert re.search(rf"Stage {stage}: .*: finished in", log), f"stage {stage} did not finish"
     assert (recipe / "data/train/wav.scp").is_file()
-    assert (recipe / "data/token_list/ctc_bpe.model").is_file()
+    assert (recipe / "data/token_list/llm_tokens_report.txt").is_file()
     assert (recipe / "exp/llm_init/config.json").is_file()
     model_dir = recipe / "exp/train"
     assert (model_dir / "checkpoint.pth").is_file() and (model_dir / "2epoch.pth").is_file()

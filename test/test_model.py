@@ -27,9 +27,11 @@ def tokens_dir(tmp_path_factory) -> Path:
     return root
 
 
-def task_args(tokens_dir: Path, *extra: str):
+def task_args(tokens_dir: Path, *extra: str, ctc_token_type: str = "bpe"):
+    ctc = (["--ctc_bpemodel", str(tokens_dir / "ctc_bpe.model")] if ctc_token_type == "bpe"
+           else ["--ctc_token_type", ctc_token_type])
     argv = ["--output_dir", "unused", "--llm_conf", f"name_or_path={tokens_dir / 'llm'}",
-            "--ctc_bpemodel", str(tokens_dir / "ctc_bpe.model"), "--model_conf", "ctc_weight=0.3",
+            *ctc, "--model_conf", "ctc_weight=0.3",
             "--frontend_conf", "n_mels=40", "--encoder", "transformer",
             "--encoder_conf", "{output_size: 32, attention_heads: 2, linear_units: 64, num_blocks: 1}",
             "--speech_adapter_conf", "hidden_size=32", *extra]
@@ -132,7 +134,8 @@ def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size
                               length_penalty=0)
     hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
     with torch.no_grad():
-        prefix, mask = model.speech_prefix(*model.encode(batch["speech"], batch["speech_lengths"]))
+        prefix, mask = model.speech_prefix(*model.speech_embeddings(*model.encode(batch["speech"],
+                                                                                  batch["speech_lengths"])))
         for i, nbest in enumerate(hyps):
             unpadded = prefix[i, -int(mask[i].sum()):]
             for hyp in nbest:

@@ -141,7 +141,7 @@ def test_help_lists_every_option_with_its_default_and_every_stage():
 
 def test_demo_help_shows_the_recipe_values():
     out = run(["./run.sh", "--help"], DEMO).stdout
-    assert re.search(r'--ctc_bpe_vocab_size .*\(default="0"\) \(given: "64"\)', out)
+    assert re.search(r'--inference_model .*\(default="valid.loss.ave.pth"\) \(given: "valid.acc.ave.pth"\)', out)
     assert re.search(r'--test_sets .*\(given: "dev test"\)', out)
 
 
@@ -353,7 +353,7 @@ def test_statistics_split_into_jobs_and_aggregated(stub_recipe):
     (stub_recipe.root / "data" / "token_list" / "ctc_bpe.model").write_text("")
     # nj=3, but dev has 2 utterances: 2 jobs.
     stub_recipe.run("--stage", "6", "--stop_stage", "6", "--nj", "3", "--llm", "/models/lm",
-                    "--train_args", "--max_epoch 1")
+                    "--ctc_bpe_vocab_size", "30", "--train_args", "--max_epoch 1")
     calls = stub_recipe.calls()
     logdir = stub_recipe.root / "exp" / "stats_train" / "logdir"
     train_keys = [(logdir / f"train.{i}.scp").read_text() for i in (1, 2)]
@@ -449,8 +449,10 @@ def test_path_sh_sets_the_environment(tmp_path):
 def test_demo_run_sh_passes_its_settings(tmp_path):
     out = run(["./run.sh", "--dry_run", "true", "--stage", "5", "--stop_stage", "8", "--expdir", str(tmp_path)],
               DEMO).stdout
-    assert f"--ctc_bpe_vocab_size 64 --toy_llm_config conf/toy_llm.yaml --toy_llm_dir {tmp_path}/llm_init" in out
-    assert f"--llm_conf name_or_path={tmp_path}/llm_init --ctc_bpemodel data/token_list/ctc_bpe.model" in out
+    assert f"--output_dir data/token_list --toy_llm_config conf/toy_llm.yaml --toy_llm_dir {tmp_path}/llm_init" in out
+    # The demo's CTC head uses the LLM's tokens (conf/train.yaml: ctc_token_type llm): no CTC BPE is passed.
+    assert f"--config conf/train.yaml --llm_conf name_or_path={tmp_path}/llm_init --use_preprocessor" in out
+    assert "--ctc_bpemodel" not in out
     assert f"+ utils/local.py JOB=1:2 {tmp_path}/train/decode_decode_valid.acc.ave/test/logdir/decode.JOB.log" in out
     assert not any(tmp_path.iterdir())
 

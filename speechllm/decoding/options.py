@@ -14,6 +14,8 @@ class DecodingOptions:
     min_length: int = 0  # EOS forbidden before this many tokens
     length_penalty: float = 1.0  # rank finished hypotheses by logprob / length**penalty; 0: raw logprob
     no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size (cuts looping insertions); 0: off
+    ctc_weight: float = 0.0  # joint CTC/LLM decoding: score = (1 - w) LLM + w CTC prefix score; 0: LLM alone
+    ctc_pre_beam: int = 0  # tokens per beam (the LLM's best) that CTC scores; 0: 1.5 x beam_size
 
     def __post_init__(self):
         problems = []
@@ -29,6 +31,10 @@ class DecodingOptions:
             problems.append(f"min_length ({self.min_length}) must be < max_length ({self.max_length})")
         if self.no_repeat_ngram_size < 0:
             problems.append(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            problems.append(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.ctc_pre_beam < 0:
+            problems.append(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if problems:
             raise ValueError("decoding options: " + "; ".join(problems))
 

@@ -1,8 +1,9 @@
 """Beam search over the speech LLM with one KV cache for the whole batch.
 
 Small strategy objects compose in one loop: logit filters edit next-token log-probabilities (forbidden tokens,
-minimum length, n-gram repeats, forced end at the length limit), a ranker orders finished hypotheses. Each step
-feeds only the newest token of every beam to the LLM; the cache is reordered as beams move.
+minimum length, n-gram repeats, forced end at the length limit), an optional CTC prefix scorer joins the CTC head's
+scores (joint CTC/LLM decoding), a ranker orders finished hypotheses. Each step feeds only the newest token of every
+beam to the LLM; the cache is reordered as beams move.
 """
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from typing import List, Sequence
 import torch
 from transformers import DynamicCache
 
+from speechllm.decoding.ctc_prefix import CTCPrefixScorer
 from speechllm.decoding.options import DecodingOptions
+from speechllm.text.tokenizers import CTC_BLANK_ID
 
 
 @dataclasses.dataclass
 class Hypothesis:
     token_ids: List[int]
-    logprob: float  # sum of token log-probabilities, EOS included
+    logprob: float  # sum of token log-probabilities, EOS included (joint decoding: (1 - w) LLM + w CTC)
     score: float  # what the ranker sorts by
 
 
@@ -75,6 +78,47 @@ class NoRepeatNGram(LogitFilter):
                 logprobs[beam, banned] = -math.inf
 
 
+class JointCTCScore:
+    """Label-synchronous joint decoding: each candidate's score is (1 - w) LLM + w CTC prefix log-probability.
+
+    The CTC head shares the LLM's tokens (CTC id = LLM id + 1). Only the ``ctc_pre_beam`` best tokens of each beam
+    by the LLM are CTC-scored; the rest drop out, as in ESPnet's pre-beam. EOS scores the whole-utterance CTC
+    probability of the prefix, which is what stops a hallucinating LLM from running on past the speech."""
+
+    def __init__(self, model, encoded: torch.Tensor, encoded_lengths: torch.Tensor, beams_per_utterance: int,
+                 options: DecodingOptions):
+        self.weight = options.ctc_weight
+        self.pre_beam = options.ctc_pre_beam or max(1, int(1.5 * options.beam_size))
+        self.scorer = CTCPrefixScorer(model.ctc.log_softmax(encoded), encoded_lengths, beams_per_utterance,
+                                      blank_id=CTC_BLANK_ID)
+        self.state = self.scorer.initial_state()
+        self.pending = None
+
+    def scores(self, llm_logprobs: torch.Tensor, eos_id: int) -> torch.Tensor:
+        """Joint scores ``(beams, vocab)`` of every next token, -inf for those outside the pre-beam."""
+        w = self.weight
+        top = llm_logprobs.topk(min(self.pre_beam, llm_logprobs.size(-1)), dim=-1)
+        candidates = top.indices
+        live = top.values > -math.inf
+        psi, r_nonblank, r_blank = self.scorer.extend(self.state, candidates + 1)  # + 1: past the CTC blank
+        joint = torch.full_like(llm_logprobs, -math.inf)
+        joint.scatter_(1, candidates, torch.where(
+            live, (1 - w) * top.values + w * (psi - self.state.psi[:, None]), torch.full_like(psi, -math.inf)))
+        eos_llm = llm_logprobs[:, eos_id]
+        eos_ctc = self.scorer.final_scores(self.state) - self.state.psi
+        # where(): with w = 1, 0 * -inf would be NaN for an EOS that a filter forbade.
+        joint[:, eos_id] = torch.where(eos_llm > -math.inf, (1 - w) * eos_llm + w * eos_ctc, eos_llm)
+        self.pending = candidates, psi, r_nonblank, r_blank
+        return joint
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        """Beam ``i`` is now beam ``rows[i]`` extended by ``new_tokens[i]`` (EOS on dead beams: state unused)."""
+        candidates, psi, r_nonblank, r_blank = self.pending
+        hit = candidates[rows] == new_tokens[:, None]
+        columns = hit.float().argmax(dim=1)  # rows without a hit are dead beams; their state is never read
+        self.state = CTCPrefixScorer.advance(self.state, rows, columns, candidates + 1, psi, r_nonblank, r_blank)
+
+
 class LengthNormalizedRanker:
     def __init__(self, length_penalty: float):
         self.length_penalty = length_penalty
@@ -87,6 +131,11 @@ class BeamSearch:
     """Batched beam search; ``model`` is a :class:`speechllm.models.speech_llm.SpeechLLM`."""
 
     def __init__(self, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = ()):
+        if options.ctc_weight > 0 and not getattr(model, "ctc_shares_llm_vocab", False):
+            raise ValueError(
+                f"decoding option ctc_weight={options.ctc_weight} needs a CTC head over the LLM's tokens: train "
+                "with ctc_token_type: llm (and model_conf.ctc_weight > 0), or decode with ctc_weight: 0"
+            )
         self.model = model
         self.options = options
         self.eos_id = eos_id
@@ -116,10 +165,12 @@ class BeamSearch:
     def __call__(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Hypothesis]]:
         model, k = self.model, self.options.beam_size
         encoded, encoded_lengths = model.encode(speech, speech_lengths)
-        prefix, mask = model.speech_prefix(encoded, encoded_lengths)
+        speech_embeds, speech_embeds_lengths = model.speech_embeddings(encoded, encoded_lengths)
+        prefix, mask = model.speech_prefix(speech_embeds, speech_embeds_lengths)
         batch = prefix.size(0)
-        limits = self.token_limits(model.adapter.output_lengths(encoded_lengths))
+        limits = self.token_limits(speech_embeds_lengths)
         filters = self.filters(limits.repeat_interleave(k))
+        joint = JointCTCScore(model, encoded, encoded_lengths, k, self.options) if self.options.ctc_weight else None
 
         cache = DynamicCache()
         logits = model.run_llm(prefix, mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
@@ -136,6 +187,8 @@ class BeamSearch:
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for f in filters:
                 f.apply(logprobs, tokens, step)
+            if joint is not None:
+                logprobs = joint.scores(logprobs, self.eos_id)
             vocab = logprobs.size(-1)
             candidates = (beam_logprob.view(-1, 1) + logprobs).view(batch, k * vocab)
             top_logprob, top_index = candidates.topk(min(2 * k, k * vocab), dim=-1)
@@ -169,6 +222,8 @@ class BeamSearch:
             new_tokens = torch.tensor(next_tokens, device=prefix.device)
             tokens = torch.cat([tokens[source_t], new_tokens[:, None]], dim=1)
             cache.reorder_cache(source_t)
+            if joint is not None:
+                joint.advance(source_t, new_tokens)
             mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
             embeds = model.embed_tokens(new_tokens[:, None])
             logits = model.run_llm(embeds, mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]

@@ -19,7 +19,10 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from speechllm.models.ctc_compress import ctc_compress as compress_by_ctc
+from speechllm.models.matching import matching_loss
 from speechllm.models.llm import trainable_parameter_count
+from speechllm.text.tokenizers import CTC_BLANK_ID
 
 IGNORE_ID = -1  # padding value of integer sequences in ESPnet's collate function
 
@@ -39,13 +42,20 @@ class SpeechLLM(AbsESPnetModel):
         prompt_suffix_ids: Sequence[int] = (),
         ctc: Optional[CTC] = None,
         ctc_weight: float = 0.0,
+        ctc_shares_llm_vocab: bool = False,
         lsm_weight: float = 0.0,
+        ctc_compress: bool = False,
+        length_normalized_loss: bool = False,
+        matching_weight: float = 0.0,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"model_conf.ctc_weight must be in [0, 1), got {ctc_weight}")
         if ctc_weight > 0 and ctc is None:
-            raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: pass --ctc_bpemodel")
+            raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: --ctc_bpemodel or "
+                             "--ctc_token_type llm")
+        if ctc_compress and (ctc is None or ctc_weight == 0):
+            raise ValueError("model_conf.ctc_compress needs a trained CTC head: set model_conf.ctc_weight > 0")
         self.frontend = frontend
         self.specaug = specaug
         self.normalize = normalize
@@ -54,7 +64,11 @@ class SpeechLLM(AbsESPnetModel):
         self.llm = llm
         self.ctc = ctc
         self.ctc_weight = ctc_weight
+        self.ctc_shares_llm_vocab = ctc_shares_llm_vocab  # CTC id = LLM id + 1: joint CTC/LLM decoding works
         self.lsm_weight = lsm_weight
+        self.ctc_compress = ctc_compress
+        self.length_normalized_loss = length_normalized_loss
+        self.matching_weight = matching_weight
         self.eos_id = eos_id
         # Speech embeddings enter the LLM at the scale of its own token embeddings: layer-normalised, then times a
         # learned scale that starts at the embeddings' RMS. Unscaled, the adapter's outputs grow to 100x the token
@@ -90,14 +104,24 @@ class SpeechLLM(AbsESPnetModel):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)
 
-    def speech_prefix(
+    def speech_embeddings(
         self, encoded: torch.Tensor, encoded_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``[BOS, prompt, speech, suffix]`` embeddings ``(B, P, D)`` and their mask ``(B, P)``."""
+        """The adapter's output at the scale of the LLM's token embeddings ``(B, N, D)``, and its lengths."""
+        if self.ctc_compress:
+            with torch.no_grad():
+                labels = self.ctc.argmax(encoded)
+            encoded, encoded_lengths = compress_by_ctc(encoded, encoded_lengths, labels, blank_id=CTC_BLANK_ID)
         speech_embeds, speech_lengths = self.adapter(encoded, encoded_lengths)
+        speech_embeds = self.speech_norm(speech_embeds) * self.speech_scale
+        return speech_embeds.to(self.llm.get_input_embeddings().weight.dtype), speech_lengths
+
+    def speech_prefix(
+        self, speech_embeds: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``[BOS, prompt, speech, suffix]`` embeddings ``(B, P, D)`` and their mask ``(B, P)``."""
         head = self.embed_tokens(self.prompt_ids)
         tail = self.embed_tokens(self.prompt_suffix_ids)
-        speech_embeds = (self.speech_norm(speech_embeds) * self.speech_scale).to(head.dtype)
         batch = speech_embeds.size(0)
         total = head.size(0) + speech_lengths + tail.size(0)
         width = int(total.max())
@@ -155,7 +179,12 @@ class SpeechLLM(AbsESPnetModel):
             targets.reshape(-1),
             ignore_index=IGNORE_ID,
             label_smoothing=self.lsm_weight,
+            reduction="sum",
         )
+        # ESPnet's convention (length_normalized_loss: false): per utterance, summed over its tokens, like its CTC
+        # loss, so that ctc_weight weighs two losses of one scale; a per-token mean would make the LLM's about
+        # 1/(tokens per utterance) of the CTC head's in the shared encoder's gradient.
+        loss = loss / (target_mask.sum().clamp(min=1) if self.length_normalized_loss else targets.size(0))
         correct = (logits.argmax(-1) == targets) & target_mask
         accuracy = correct.sum().float() / target_mask.sum().clamp(min=1)
         return loss, accuracy
@@ -173,10 +202,16 @@ class SpeechLLM(AbsESPnetModel):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         batch = speech.size(0)
         encoded, encoded_lengths = self.encode(speech, speech_lengths)
-        prefix, prefix_mask = self.speech_prefix(encoded, encoded_lengths)
+        speech_embeds, speech_embeds_lengths = self.speech_embeddings(encoded, encoded_lengths)
+        prefix, prefix_mask = self.speech_prefix(speech_embeds, speech_embeds_lengths)
         loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths)
         stats = {"loss_llm": loss_llm.detach(), "acc": accuracy.detach()}
         loss = loss_llm
+        if self.matching_weight > 0:
+            per_utterance = matching_loss(speech_embeds, speech_embeds_lengths,
+                                          self.embed_tokens(text.clamp(min=0)), text_lengths)
+            loss_matching = per_utterance.sum() / (text_lengths.sum() if self.length_normalized_loss else batch)
+            stats["loss_matching"] = loss_matching.detach()
         if self.ctc is not None and self.ctc_weight > 0:
             if text_ctc is None:
                 raise ValueError("model_conf.ctc_weight > 0 but the batch has no 'text_ctc': use the preprocessor")
@@ -184,6 +219,8 @@ class SpeechLLM(AbsESPnetModel):
             loss_ctc = self.ctc(encoded, encoded_lengths, text_ctc, text_ctc_lengths)
             stats["loss_ctc"] = loss_ctc.detach()
             loss = (1 - self.ctc_weight) * loss_llm + self.ctc_weight * loss_ctc
+        if self.matching_weight > 0:
+            loss = loss + self.matching_weight * loss_matching
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)
         return loss, stats, weight

@@ -47,7 +47,7 @@ from speechllm.models.adapters import ADAPTERS
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
 from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
 from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
-from speechllm.text.tokenizers import CTCTokenizer, SpeechLLMPreprocessor
+from speechllm.text.tokenizers import CTC_TOKEN_TYPES, SpeechLLMPreprocessor, make_ctc_tokenizer
 
 ensure_s3prl_importable()
 
@@ -79,10 +79,18 @@ adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=to
 
 DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype="float32",
                         gradient_checkpointing=False)
-# extract_feats_in_collect_stats: false (as in ESPnet's ASR configs) lets the statistics stage skip building the
-# model and running the frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
-DEFAULT_MODEL_CONF = dict(ctc_weight=0.0, lsm_weight=0.0, prompt="Transcribe the audio.", prompt_suffix="",
-                          extract_feats_in_collect_stats=True)
+DEFAULT_MODEL_CONF = dict(
+    ctc_weight=0.0,              # weight of the CTC head's loss (needs a CTC vocabulary); the LLM's: 1 - ctc_weight
+    ctc_compress=False,          # the LLM reads one averaged encoder frame per CTC label (models/ctc_compress.py)
+    matching_weight=0.0,         # weight of the speech-to-text-embedding matching loss (models/matching.py)
+    lsm_weight=0.0,              # label smoothing of the LLM loss
+    length_normalized_loss=False,  # false (ESPnet's default): losses summed over each utterance's tokens
+    prompt="Transcribe the audio.",  # text before the speech embeddings (after BOS)
+    prompt_suffix="",            # text after the speech embeddings
+    # false (as in ESPnet's ASR configs) lets the statistics stage skip building the model and running the
+    # frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
+    extract_feats_in_collect_stats=True,
+)
 
 
 def build_part(option: str, cls: type, conf: Optional[dict], **given):
@@ -134,12 +142,14 @@ class SpeechLLMTask(AbsTask):
                            help="The LLM: name_or_path (folder, .gguf file or hub name), finetune "
                                 "(frozen|lora|full), lora_conf (r, alpha, dropout, target_modules), dtype")
         group.add_argument("--model_conf", action=NestedDictAction, default=dict(DEFAULT_MODEL_CONF),
-                           help="SpeechLLM options: ctc_weight, lsm_weight, prompt, prompt_suffix, "
-                                "extract_feats_in_collect_stats")
+                           help=f"SpeechLLM options: {', '.join(DEFAULT_MODEL_CONF)}")
         group.add_argument("--ctc_conf", action=NestedDictAction, default=get_default_kwargs(CTC),
                            help="The keyword arguments of ESPnet's CTC class")
         group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
                            help="SentencePiece model of the CTC head's vocabulary (no CTC head if not given)")
+        group.add_argument("--ctc_token_type", choices=CTC_TOKEN_TYPES, default="bpe",
+                           help="The CTC head's vocabulary: bpe (--ctc_bpemodel) or llm (the LLM's own tokens, "
+                                "which joint CTC/LLM decoding needs)")
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True,
                            help="Tokenize the text on the fly (needed for training and statistics)")
@@ -158,7 +168,8 @@ class SpeechLLMTask(AbsTask):
             return None
         llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
         return SpeechLLMPreprocessor(train=train, llm_name_or_path=llm_conf["name_or_path"],
-                                     ctc_bpemodel=args.ctc_bpemodel)
+                                     ctc_bpemodel=args.ctc_bpemodel,
+                                     ctc_token_type=getattr(args, "ctc_token_type", "bpe"))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -176,9 +187,11 @@ class SpeechLLMTask(AbsTask):
             raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
                              "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
         # Everything cheap is checked before the LLM (possibly GBs) is loaded.
-        ctc_tokenizer = CTCTokenizer(args.ctc_bpemodel) if args.ctc_bpemodel else None
+        ctc_tokenizer = make_ctc_tokenizer(getattr(args, "ctc_token_type", "bpe"), args.ctc_bpemodel,
+                                           llm_conf["name_or_path"])
         if model_conf["ctc_weight"] > 0 and ctc_tokenizer is None:
-            raise ValueError("model_conf.ctc_weight > 0 needs --ctc_bpemodel (stage 5 of the recipe trains it)")
+            raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: --ctc_bpemodel (stage 5 of the "
+                             "recipe trains it) or --ctc_token_type llm")
 
         frontend = None
         input_size = None
@@ -211,7 +224,10 @@ class SpeechLLMTask(AbsTask):
             bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
             prompt_ids=token_ids(tokenizer, model_conf["prompt"]) if model_conf["prompt"] else (),
             prompt_suffix_ids=token_ids(tokenizer, model_conf["prompt_suffix"]) if model_conf["prompt_suffix"] else (),
-            ctc=ctc, ctc_weight=model_conf["ctc_weight"], lsm_weight=model_conf["lsm_weight"],
+            ctc=ctc, ctc_weight=model_conf["ctc_weight"], ctc_compress=model_conf["ctc_compress"],
+            ctc_shares_llm_vocab=ctc is not None and getattr(args, "ctc_token_type", "bpe") == "llm",
+            matching_weight=model_conf["matching_weight"], lsm_weight=model_conf["lsm_weight"],
+            length_normalized_loss=model_conf["length_normalized_loss"],
         )
         freeze_parameters(model, getattr(args, "freeze_param", None) or [])
         for part, trainable, total in model.trainable_summary():

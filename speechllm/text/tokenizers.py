@@ -11,6 +11,8 @@ import numpy as np
 
 from speechllm.models.llm import load_tokenizer, token_ids
 
+CTC_BLANK_ID = 0
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # data-loader workers fork; keep tokenizers quiet and safe
 
 
@@ -33,17 +35,53 @@ class CTCTokenizer:
         return [i + 1 for i in self.sp.encode(text)]
 
     def decode(self, ids) -> str:
-        return self.sp.decode([int(i) - 1 for i in ids if int(i) > 0])
+        return self.sp.decode([int(i) - 1 for i in ids if int(i) != CTC_BLANK_ID])
+
+
+class LLMVocabCTCTokenizer:
+    """The LLM's own tokenizer with a blank at id 0, for a CTC head over the LLM's vocabulary.
+
+    With the same tokens on both heads, CTC prefix scores join the LLM's in one label-synchronous beam search, and
+    CTC compression yields about one speech embedding per LLM token."""
+
+    def __init__(self, llm_name_or_path: str):
+        self.tokenizer = load_tokenizer(llm_name_or_path)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer) + 1
+
+    def encode(self, text: str) -> List[int]:
+        return [i + 1 for i in token_ids(self.tokenizer, text)]
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) - 1 for i in ids if int(i) != CTC_BLANK_ID])
+
+
+CTC_TOKEN_TYPES = ("bpe", "llm")
+
+
+def make_ctc_tokenizer(token_type: str, bpemodel: Optional[str], llm_name_or_path: Optional[str]):
+    """The CTC head's tokenizer, or None when there is no CTC head (``bpe`` without a model)."""
+    if token_type == "llm":
+        if bpemodel:
+            raise ValueError(f"--ctc_token_type llm uses the LLM's tokenizer, but --ctc_bpemodel {bpemodel} is also "
+                             "given: drop one of them")
+        return LLMVocabCTCTokenizer(llm_name_or_path)
+    if token_type != "bpe":
+        raise ValueError(f"--ctc_token_type {token_type}: must be one of {list(CTC_TOKEN_TYPES)}")
+    return CTCTokenizer(bpemodel) if bpemodel else None
 
 
 class SpeechLLMPreprocessor:
     """Turns the ``text`` string into LLM ids (``text``) and, with a CTC BPE model, CTC ids (``text_ctc``)."""
 
     def __init__(self, train: bool, llm_name_or_path: str, ctc_bpemodel: Optional[str] = None,
-                 text_name: str = "text"):
+                 text_name: str = "text", ctc_token_type: str = "bpe"):
         self.train = train
         self.llm_name_or_path = llm_name_or_path
         self.ctc_bpemodel = ctc_bpemodel
+        self.ctc_token_type = ctc_token_type
         self.text_name = text_name
         self._tokenizer = None
         self._ctc = None
@@ -56,9 +94,9 @@ class SpeechLLMPreprocessor:
         return self._tokenizer
 
     @property
-    def ctc(self) -> Optional[CTCTokenizer]:
-        if self._ctc is None and self.ctc_bpemodel:
-            self._ctc = CTCTokenizer(self.ctc_bpemodel)
+    def ctc(self):
+        if self._ctc is None and (self.ctc_bpemodel or self.ctc_token_type == "llm"):
+            self._ctc = make_ctc_tokenizer(self.ctc_token_type, self.ctc_bpemodel, self.llm_name_or_path)
         return self._ctc
 
     def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:

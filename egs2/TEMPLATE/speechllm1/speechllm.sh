@@ -28,7 +28,7 @@ min_duration=0.1             # Shorter training/validation utterances are remove
 max_duration=20              # Longer training/validation utterances are removed (seconds).
 # Tokens and LLM
 token_dir=data/token_list    # Token models (CTC BPE) and tokenizer reports.
-ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: no CTC BPE).
+ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: none, or CTC on the LLM's tokens).
 llm=                         # Pretrained LLM: folder, .gguf file or hub name (empty: the train config's).
 toy_llm_config=              # YAML of a random-init LLM made in stage 5 and used when --llm is empty.
 # Training
@@ -162,7 +162,9 @@ set_training_args() {
     if [[ -n ${llm} ]]; then
         llm_args+=(--llm_conf "name_or_path=${llm}")
     fi
-    if [[ -f ${token_dir}/ctc_bpe.model ]] || { ${dry_run} && (( ctc_bpe_vocab_size > 0 )); }; then
+    # The option decides, not a leftover file: a CTC head over the LLM's tokens (ctc_token_type: llm) takes no BPE.
+    if (( ctc_bpe_vocab_size > 0 )); then
+        ${dry_run} || need_file "${token_dir}/ctc_bpe.model" "run stage 5 first"
         llm_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
     fi
     data_args=(

@@ -21,7 +21,6 @@ inference_model=valid.acc.ave.pth
     --decode_config "${decode_config}" \
     --toy_llm_config "${toy_llm_config}" \
     --inference_model "${inference_model}" \
-    --ctc_bpe_vocab_size 64 \
     --nj 2 \
     --inference_nj 2 \
     --inference_batch_size 8 \
