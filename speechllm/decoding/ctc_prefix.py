@@ -25,9 +25,6 @@ class CTCPrefixState:
     psi: torch.Tensor  # (beams,) prefix scores of the current prefixes
     last_token: torch.Tensor  # (beams,) CTC id of each prefix's last token; -1 when empty
 
-    def select(self, rows: torch.Tensor) -> "CTCPrefixState":
-        return CTCPrefixState(self.r_nonblank[:, rows], self.r_blank[:, rows], self.psi[rows], self.last_token[rows])
-
 
 class CTCPrefixScorer:
     def __init__(self, logprobs: torch.Tensor, lengths: torch.Tensor, beams_per_utterance: int, blank_id: int = 0):

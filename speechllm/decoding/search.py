@@ -131,7 +131,7 @@ class BeamSearch:
     """Batched beam search; ``model`` is a :class:`speechllm.models.speech_llm.SpeechLLM`."""
 
     def __init__(self, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = ()):
-        if options.ctc_weight > 0 and not getattr(model, "ctc_shares_llm_vocab", False):
+        if options.ctc_weight > 0 and not model.ctc_shares_llm_vocab:
             raise ValueError(
                 f"decoding option ctc_weight={options.ctc_weight} needs a CTC head over the LLM's tokens: train "
                 "with ctc_token_type: llm (and model_conf.ctc_weight > 0), or decode with ctc_weight: 0"

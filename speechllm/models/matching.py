@@ -5,9 +5,10 @@ Speech and text differ in length, so each text token first attends (no parameter
 embeddings; the attended vector is then compared with the token's own embedding by mean squared error and cosine
 distance. The attention scores are cosine similarities over a temperature, not scaled dot products: token
 embeddings are small (an RMS of about 0.02 per dimension is common), and dot products of such vectors give an
-almost uniform attention, whose output, the mean of the speech vectors, cannot match any one token. The token embeddings are the target and get no gradient from this loss: it moves the
-speech side only. A speech prefix that lives among the token embeddings is one the LLM can read like text, which
-is what a frozen or lightly tuned LLM needs.
+almost uniform attention, whose output, the mean of the speech vectors, cannot match any one token. The token
+embeddings are the target and get no gradient from this loss: it moves the speech side only. A speech prefix that
+lives among the token embeddings is one the LLM can read like text, which is what a frozen or lightly tuned LLM
+needs.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def matching_loss(
     scores = scores.masked_fill(~speech_mask[:, None, :], torch.finfo(scores.dtype).min)
     attended = scores.softmax(-1) @ speech  # (B, L, D)
     # The squared error is relative to the embeddings' mean square, so that a weight means the same for any LLM
-    # (token embeddings are typically ~0.02 in size, which would make a raw MSE vanish next to the cosine term).
+    # (with small token embeddings a raw MSE would vanish next to the cosine term).
     scale = target.pow(2).mean().clamp(min=1e-12)
     per_token = (mse_weight * (attended - target).pow(2).mean(-1) / scale
                  + cosine_weight * (1 - F.cosine_similarity(attended, target, dim=-1)))

@@ -207,11 +207,6 @@ class SpeechLLM(AbsESPnetModel):
         loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths)
         stats = {"loss_llm": loss_llm.detach(), "acc": accuracy.detach()}
         loss = loss_llm
-        if self.matching_weight > 0:
-            per_utterance = matching_loss(speech_embeds, speech_embeds_lengths,
-                                          self.embed_tokens(text.clamp(min=0)), text_lengths)
-            loss_matching = per_utterance.sum() / (text_lengths.sum() if self.length_normalized_loss else batch)
-            stats["loss_matching"] = loss_matching.detach()
         if self.ctc is not None and self.ctc_weight > 0:
             if text_ctc is None:
                 raise ValueError("model_conf.ctc_weight > 0 but the batch has no 'text_ctc': use the preprocessor")
@@ -220,6 +215,10 @@ class SpeechLLM(AbsESPnetModel):
             stats["loss_ctc"] = loss_ctc.detach()
             loss = (1 - self.ctc_weight) * loss_llm + self.ctc_weight * loss_ctc
         if self.matching_weight > 0:
+            per_utterance = matching_loss(speech_embeds, speech_embeds_lengths,
+                                          self.embed_tokens(text.clamp(min=0)), text_lengths)
+            loss_matching = per_utterance.sum() / (text_lengths.sum() if self.length_normalized_loss else batch)
+            stats["loss_matching"] = loss_matching.detach()
             loss = loss + self.matching_weight * loss_matching
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)

@@ -47,7 +47,8 @@ from speechllm.models.adapters import ADAPTERS
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
 from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
 from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
-from speechllm.text.tokenizers import CTC_TOKEN_TYPES, SpeechLLMPreprocessor, make_ctc_tokenizer
+from speechllm.text.tokenizers import (CTC_TOKEN_TYPES, LLMVocabCTCTokenizer, SpeechLLMPreprocessor,
+                                       make_ctc_tokenizer)
 
 ensure_s3prl_importable()
 
@@ -91,6 +92,11 @@ DEFAULT_MODEL_CONF = dict(
     # frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
     extract_feats_in_collect_stats=True,
 )
+
+
+def ctc_token_type(args: argparse.Namespace) -> str:
+    """``--ctc_token_type``; configs written before the option existed have none and mean ``bpe``."""
+    return getattr(args, "ctc_token_type", "bpe")
 
 
 def build_part(option: str, cls: type, conf: Optional[dict], **given):
@@ -168,8 +174,7 @@ class SpeechLLMTask(AbsTask):
             return None
         llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
         return SpeechLLMPreprocessor(train=train, llm_name_or_path=llm_conf["name_or_path"],
-                                     ctc_bpemodel=args.ctc_bpemodel,
-                                     ctc_token_type=getattr(args, "ctc_token_type", "bpe"))
+                                     ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -187,8 +192,8 @@ class SpeechLLMTask(AbsTask):
             raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
                              "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
         # Everything cheap is checked before the LLM (possibly GBs) is loaded.
-        ctc_tokenizer = make_ctc_tokenizer(getattr(args, "ctc_token_type", "bpe"), args.ctc_bpemodel,
-                                           llm_conf["name_or_path"])
+        tokenizer = load_tokenizer(llm_conf["name_or_path"])
+        ctc_tokenizer = make_ctc_tokenizer(ctc_token_type(args), args.ctc_bpemodel, tokenizer)
         if model_conf["ctc_weight"] > 0 and ctc_tokenizer is None:
             raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: --ctc_bpemodel (stage 5 of the "
                              "recipe trains it) or --ctc_token_type llm")
@@ -209,7 +214,6 @@ class SpeechLLMTask(AbsTask):
                                  input_size=input_size)
             encoder_size = encoder.output_size()
 
-        tokenizer = load_tokenizer(llm_conf["name_or_path"])
         llm = load_causal_lm(llm_conf["name_or_path"], finetune=llm_conf["finetune"],
                              lora_conf=llm_conf["lora_conf"], dtype=llm_conf["dtype"],
                              gradient_checkpointing=llm_conf["gradient_checkpointing"])
@@ -225,7 +229,7 @@ class SpeechLLMTask(AbsTask):
             prompt_ids=token_ids(tokenizer, model_conf["prompt"]) if model_conf["prompt"] else (),
             prompt_suffix_ids=token_ids(tokenizer, model_conf["prompt_suffix"]) if model_conf["prompt_suffix"] else (),
             ctc=ctc, ctc_weight=model_conf["ctc_weight"], ctc_compress=model_conf["ctc_compress"],
-            ctc_shares_llm_vocab=ctc is not None and getattr(args, "ctc_token_type", "bpe") == "llm",
+            ctc_shares_llm_vocab=isinstance(ctc_tokenizer, LLMVocabCTCTokenizer),
             matching_weight=model_conf["matching_weight"], lsm_weight=model_conf["lsm_weight"],
             length_normalized_loss=model_conf["length_normalized_loss"],
         )

@@ -44,8 +44,8 @@ class LLMVocabCTCTokenizer:
     With the same tokens on both heads, CTC prefix scores join the LLM's in one label-synchronous beam search, and
     CTC compression yields about one speech embedding per LLM token."""
 
-    def __init__(self, llm_name_or_path: str):
-        self.tokenizer = load_tokenizer(llm_name_or_path)
+    def __init__(self, llm_tokenizer):
+        self.tokenizer = llm_tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -61,13 +61,14 @@ class LLMVocabCTCTokenizer:
 CTC_TOKEN_TYPES = ("bpe", "llm")
 
 
-def make_ctc_tokenizer(token_type: str, bpemodel: Optional[str], llm_name_or_path: Optional[str]):
-    """The CTC head's tokenizer, or None when there is no CTC head (``bpe`` without a model)."""
+def make_ctc_tokenizer(token_type: str, bpemodel: Optional[str], llm_tokenizer):
+    """The CTC head's tokenizer, or None when there is no CTC head (``bpe`` without a model). ``llm_tokenizer`` is
+    the LLM's tokenizer, already loaded by the caller, which needs it for the LLM's text anyway."""
     if token_type == "llm":
         if bpemodel:
             raise ValueError(f"--ctc_token_type llm uses the LLM's tokenizer, but --ctc_bpemodel {bpemodel} is also "
                              "given: drop one of them")
-        return LLMVocabCTCTokenizer(llm_name_or_path)
+        return LLMVocabCTCTokenizer(llm_tokenizer)
     if token_type != "bpe":
         raise ValueError(f"--ctc_token_type {token_type}: must be one of {list(CTC_TOKEN_TYPES)}")
     return CTCTokenizer(bpemodel) if bpemodel else None
@@ -96,7 +97,7 @@ class SpeechLLMPreprocessor:
     @property
     def ctc(self):
         if self._ctc is None and (self.ctc_bpemodel or self.ctc_token_type == "llm"):
-            self._ctc = make_ctc_tokenizer(self.ctc_token_type, self.ctc_bpemodel, self.llm_name_or_path)
+            self._ctc = make_ctc_tokenizer(self.ctc_token_type, self.ctc_bpemodel, self.tokenizer)
         return self._ctc
 
     def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
