@@ -30,5 +30,6 @@ setup(
     packages=find_packages(include=["speechllm", "speechllm.*"]),
     install_requires=requirements("core"),
     extras_require={"demo": requirements("demo"), "test": requirements("test") + requirements("demo")},
+    entry_points={"console_scripts": ["speechllm-transcribe=speechllm.bin.transcribe:main"]},
     license="Apache-2.0",
 )

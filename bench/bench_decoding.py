@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from speechllm.bin.speechllm_inference import Speech2Text  # noqa: E402
+from speechllm.speech2text import Speech2Text  # noqa: E402
 from speechllm.data.datadir import read_kv  # noqa: E402
 from speechllm.decoding.options import DecodingOptions  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> None:
                 chunk = waves[i:i + batch]
                 lengths = torch.tensor([w.numel() for w in chunk])
                 padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-                tokens += sum(len(nbest[0].token_ids) for nbest in speech2text(padded, lengths))
+                tokens += sum(len(nbest[0].token_ids) for nbest in speech2text.decode(padded, lengths))
             elapsed = time.perf_counter() - start
             print(f"ctc_weight {ctc_weight:.1f}  beam {beam}  batch {batch}:  {len(waves) / elapsed:6.1f} utt/s  "
                   f"RTF {elapsed / audio_seconds:.4f}  {tokens / len(waves):.1f} tokens/hyp")

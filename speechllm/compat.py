@@ -1,4 +1,5 @@
-"""The one place where speechllm bends third-party code to run on newer stacks.
+"""The one place where speechllm bends third-party code: s3prl on newer stacks, and imports that must neither
+download nor print (see "Imports that must neither reach the network nor print on stdout" below).
 
 s3prl 0.4.18 calls ``torchaudio.set_audio_backend`` and imports ``torchaudio.sox_effects`` when it is imported;
 torchaudio 2.9 removed both, so on newer stacks (the GPU machines carry torch/torchaudio 2.11) ``import s3prl``
@@ -35,3 +36,86 @@ def ensure_s3prl_importable() -> None:
         module.apply_effects_file = _sox_effects_removed
         sys.modules["torchaudio.sox_effects"] = module
         torchaudio.sox_effects = module
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Imports that must neither reach the network nor print on stdout.
+#
+# ESPnet's data pipeline (espnet2.train.collate_fn -> preprocessor -> text.phoneme_tokenizer) imports g2p_en at import
+# time, and g2p_en calls nltk.download() when its tagger and dictionary are not installed: importing speechllm's task
+# tried to download from GitHub (and waited for the network to fail). speechllm never uses g2p_en's phonemizer, so
+# g2p_en is registered as a lazy module: `import g2p_en` succeeds at once and the module runs (downloads and all)
+# only when someone uses one of its attributes. ESPnet's attention module prints "Failed to import Flash Attention,
+# using ESPnet default: ..." on stdout when flash_attn is absent; that notice goes to the log instead.
+
+LAZY_MODULES = ("g2p_en",)
+QUIET_MODULES = ("espnet.nets.pytorch_backend.transformer.attention",)
+_notices: list = []
+_hooks_installed = False
+
+
+class _QuietLoader:
+    """Runs a module with its stdout captured; what it printed becomes a log notice."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):  # get_source, get_filename, is_package, ...: the wrapped loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        import contextlib
+        import io
+
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            self.loader.exec_module(module)
+        for line in captured.getvalue().splitlines():
+            if line.strip():
+                _notice(f"{module.__name__}: {line.strip()}")
+
+
+def _notice(text: str) -> None:
+    import logging
+
+    logger = logging.getLogger("speechllm.compat")
+    if logging.getLogger().handlers or logger.handlers:
+        logger.info(text)
+    else:  # imports happen before the entry point configures logging: keep it for log_import_notices()
+        _notices.append(text)
+
+
+def log_import_notices() -> None:
+    """Log (at INFO) what the quiet imports printed before logging was set up; the trainer calls this."""
+    import logging
+
+    while _notices:
+        logging.getLogger("speechllm.compat").info(_notices.pop(0))
+
+
+class _ImportHooks:
+    """A meta-path finder for LAZY_MODULES and QUIET_MODULES only; every other import is left alone."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in LAZY_MODULES and fullname not in QUIET_MODULES:
+            return None
+        from importlib.machinery import PathFinder
+        from importlib.util import LazyLoader
+
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None  # not installed: the normal import reports it
+        spec.loader = LazyLoader(spec.loader) if fullname in LAZY_MODULES else _QuietLoader(spec.loader)
+        return spec
+
+
+def install_import_hooks() -> None:
+    """Called by ``speechllm/__init__.py``: cheap (no third-party import), safe to call many times."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    sys.meta_path.insert(0, _ImportHooks())

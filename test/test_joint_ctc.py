@@ -100,9 +100,35 @@ def test_llm_vocab_ctc_with_compression_and_matching_trains(tokens_dir):  # noqa
         .abs().sum() > 0
 
 
+def test_ctc_head_on_the_llm_embeddings_trains_the_adapter_towards_the_token_embeddings(tokens_dir):  # noqa: F811
+    # No downsampling in the adapter: enough speech embeddings for CTC to align the transcripts (else its loss is 0).
+    args = task_args(tokens_dir, "--llm_conf", "finetune=frozen", "--model_conf", "ctc_head=llm_embeddings",
+                     "--speech_adapter_conf", "downsample=1", ctc_token_type="llm")
+    model = SpeechLLMTask.build_model(args)
+    embeddings = model.llm.get_input_embeddings().weight
+    # No output matrix of its own: a blank vector and a scale; token logits are dot products with the LLM's.
+    assert sum(p.numel() for p in model.ctc.parameters()) == embeddings.size(1) + 1
+    hidden = torch.randn(2, 5, embeddings.size(1))
+    logits = model.ctc.logits(hidden)
+    assert logits.shape == (2, 5, embeddings.size(0) + 1)
+    torch.testing.assert_close(logits[..., 1:], hidden @ embeddings.T * model.ctc.log_scale.exp())
+    batch = make_batch(args)
+    loss, stats, _ = model(**batch)
+    assert "loss_ctc" in stats and torch.isfinite(stats["loss_ctc"]) and stats["loss_ctc"] > 0
+    # The CTC loss alone reaches the adapter (through the speech embeddings), not the frozen LLM.
+    model.zero_grad()
+    encoded, lengths = model.encode(batch["speech"], batch["speech_lengths"])
+    speech_embeds, speech_lengths = model.speech_embeddings(encoded, lengths)
+    model.ctc(speech_embeds, speech_lengths, batch["text_ctc"], batch["text_ctc_lengths"]).backward()
+    assert model.adapter.conv.weight.grad.abs().sum() > 0 and model.ctc.blank.grad.abs().sum() > 0
+    assert embeddings.grad is None
+
+
 @pytest.mark.parametrize("extra,message", [
     (("--ctc_token_type", "llm"), "drop one of them"),
     (("--model_conf", "ctc_compress=true", "--model_conf", "ctc_weight=0"), "ctc_compress needs a trained CTC"),
+    (("--model_conf", "ctc_head=llm_embeddings"), "ctc_head llm_embeddings scores the LLM's own tokens"),
+    (("--model_conf", "ctc_head=decoder"), "model_conf.ctc_head: 'decoder' is not one of"),
 ])
 def test_ctc_conflicts_are_named(tokens_dir, extra, message):  # noqa: F811
     with pytest.raises(ValueError, match=message):
@@ -117,11 +143,13 @@ def ctc_logprob(model, encoded, length, token_ids):
                        reduction="sum", zero_infinity=False).item()
 
 
-@pytest.mark.parametrize("weight", [0.3, 1.0])
-def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, weight):  # noqa: F811
+@pytest.mark.parametrize("weight,head", [(0.3, "encoder"), (1.0, "encoder"), (0.3, "llm_embeddings"),
+                                         (1.0, "llm_embeddings")])
+def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, weight, head):  # noqa: F811
     """The CTC prefix increments of a finished hypothesis telescope to the CTC log-likelihood of the whole
     sequence, so each hypothesis must score (1 - w) log P_LLM + w log P_CTC, computed here independently."""
-    args = task_args(tokens_dir, "--llm_conf", "finetune=full", ctc_token_type="llm")
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full", "--model_conf", f"ctc_head={head}",
+                     ctc_token_type="llm")
     torch.manual_seed(0)
     model = SpeechLLMTask.build_model(args).eval()
     batch = make_batch(args)
@@ -130,7 +158,10 @@ def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, we
     hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
     with torch.no_grad():
         encoded, encoded_lengths = model.encode(batch["speech"], batch["speech_lengths"])
-        prefix, mask = model.speech_prefix(*model.speech_embeddings(encoded, encoded_lengths))
+        speech_embeds, speech_lengths = model.speech_embeddings(encoded, encoded_lengths)
+        prefix, mask = model.speech_prefix(speech_embeds, speech_lengths)
+        ctc_in, ctc_lengths = model.ctc_input(encoded, encoded_lengths, speech_embeds, speech_lengths)
+        assert (ctc_in is speech_embeds) == (head == "llm_embeddings")
         checked = 0
         for i, nbest in enumerate(hyps):
             unpadded = prefix[i, -int(mask[i].sum()):]
@@ -138,7 +169,7 @@ def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, we
                 if hyp.logprob == -math.inf:
                     continue
                 llm = logprob_by_full_recompute(unpadded, hyp.token_ids, model)
-                ctc = ctc_logprob(model, encoded[i:i + 1], int(encoded_lengths[i]), hyp.token_ids)
+                ctc = ctc_logprob(model, ctc_in[i:i + 1], int(ctc_lengths[i]), hyp.token_ids)
                 assert hyp.logprob == pytest.approx((1 - weight) * llm + weight * ctc, abs=2e-3)
                 checked += 1
     assert checked >= 3

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -257,3 +258,114 @@ def _alive(pid: int) -> bool:
 def test_compress_indices_writes_sbatch_array_syntax():
     assert compress_indices([7, 1, 2, 3, 5, 8]) == "1-3,5,7-8"
     assert compress_indices([4]) == "4"
+
+
+# ---------------------------------------------------------------------------------------------- faults
+
+
+def test_sigkill_of_the_launcher_still_stops_its_tasks_and_their_children(workdir):
+    """kill -9 cannot be caught: the launcher's guard process stops the orphaned tasks and closes their logs."""
+    child = "import os, subprocess, sys; p = subprocess.Popen(['sleep', '60']); " \
+            "open(sys.argv[1], 'w').write(f'{os.getpid()} {p.pid}'); p.wait()"
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "JOB=1:2", "log/k.JOB.log", sys.executable, "-c", child, "pids.JOB"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not all((workdir / f"pids.{i}").exists() and (workdir / f"pids.{i}").read_text() for i in (1, 2)):
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    pids = [int(pid) for i in (1, 2) for pid in (workdir / f"pids.{i}").read_text().split()]
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in pids if _alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"processes {survivors} kept running after the launcher was killed with SIGKILL"
+    deadline = time.monotonic() + 5
+    while logged_exit_code(workdir / "log/k.1.log") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged_exit_code(workdir / "log/k.1.log") == 128 + signal.SIGTERM
+    assert "the launcher (pid" in (workdir / "log/k.1.log").read_text()
+
+
+def test_a_second_launcher_refuses_a_task_that_is_running(workdir):
+    """The same stage started twice (two trainings into one exp dir): the second refuses, the first is untouched."""
+    args = ["log/train.log", *task("r1.json", "-", "30")]
+    first = subprocess.Popen([sys.executable, str(LAUNCHER), *args], cwd=workdir, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while "# Started at" not in ((workdir / "log/train.log").read_text() if (workdir / "log/train.log").exists()
+                                     else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = (workdir / "log/train.log").read_text()
+        second = launch(workdir, *args)
+        assert second.returncode == 1
+        assert "the log log/train.log is in use: another launcher is running this task right now" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert (workdir / "log/train.log").read_text() == before
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=20)
+
+
+def in_private_mount(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run bash `script` where it may mount a tmpfs (a user and mount namespace: no root needed, nothing leaks)."""
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs 'unshare -rm' (user namespaces) to make a read-only or full file system without root")
+    return subprocess.run(["unshare", "-rm", "bash", "-c", f"set -u\n{script}"], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PY": sys.executable, "LAUNCHER": str(LAUNCHER)})
+
+
+OLD_LOG = "# python train.py\\n# Started at then\\n#\\nOSError: what the trainer said\\n# Ended (code 1) at then\\n"
+
+
+def test_a_read_only_exp_dir_is_named_and_the_old_log_kept(workdir):
+    result = in_private_mount(f"""
+mkdir -p exp && mount -t tmpfs -o size=1m tmpfs exp && mkdir exp/log && printf '{OLD_LOG}' > exp/log/train.log
+mount -o remount,ro exp
+"$PY" "$LAUNCHER" exp/log/train.log "$PY" -c pass; echo "rc=$?"
+echo ---; cat exp/log/train.log
+""", workdir)
+    out, log = result.stdout.split("---\n")
+    assert "rc=1" in out, result.stderr
+    assert "cannot write the log exp/log/train.log: exp/log is on a read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "OSError: what the trainer said" in log
+
+
+def test_a_full_exp_dir_is_named_before_the_old_log_is_touched(workdir):
+    result = in_private_mount(f"""
+mkdir -p exp && mount -t tmpfs -o size=64k tmpfs exp && mkdir exp/log && printf '{OLD_LOG}' > exp/log/train.log
+head -c 1000000 /dev/zero > exp/filler 2>/dev/null
+"$PY" "$LAUNCHER" exp/log/train.log "$PY" -c pass; echo "rc=$?"
+echo ---; cat exp/log/train.log
+""", workdir)
+    out, log = result.stdout.split("---\n")
+    assert "rc=1" in out, result.stderr
+    assert "cannot write the log exp/log/train.log: the file system of exp/log is full" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "OSError: what the trainer said" in log
+
+
+def test_a_disk_that_fills_up_during_the_task_is_named_and_the_task_error_kept(workdir):
+    filler = ("import sys\ntry:\n    open('exp/big', 'wb').write(b'x' * 10**7)\nexcept OSError as error:\n"
+              "    print('the trainer says:', error, file=sys.stderr)\n    sys.exit(1)\n")
+    (workdir / "fill.py").write_text(filler)
+    result = in_private_mount("""
+mkdir -p exp && mount -t tmpfs -o size=256k tmpfs exp
+"$PY" "$LAUNCHER" exp/log/train.log "$PY" fill.py; echo "rc=$?"
+echo ---; cat exp/log/train.log
+""", workdir)
+    out, log = result.stdout.split("---\n")
+    assert "rc=1" in out, result.stderr
+    assert "the trainer says: [Errno 28] No space left on device" in log
+    assert "note: the file system of exp/log is full or nearly" in result.stderr
+    assert "Traceback" not in result.stderr

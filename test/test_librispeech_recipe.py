@@ -15,12 +15,13 @@ import pytest
 import soundfile
 import yaml
 
+from conftest import require_shellcheck
+
 from speechllm.decoding.options import DecodingOptions
 from speechllm.tasks.speech_llm import SpeechLLMTask
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "librispeech" / "speechllm1"
-SHELLCHECK = REPO / "tools" / "venv" / "bin" / "shellcheck"
 
 # subset -> speaker -> chapter -> upper-case transcripts, as LibriSpeech writes them.
 CORPUS = {
@@ -145,7 +146,8 @@ def test_damaged_extraction_is_listed_not_dropped(recipe):
 
 def test_shell_scripts_pass_shellcheck():
     scripts = [RECIPE / "run.sh", RECIPE / "local" / "data.sh"]
-    check = subprocess.run([str(SHELLCHECK), "-x", *map(str, scripts)], cwd=RECIPE, capture_output=True, text=True)
+    check = subprocess.run([require_shellcheck(), "-x", *map(str, scripts)], cwd=RECIPE, capture_output=True,
+                           text=True)
     assert check.returncode == 0, check.stdout
 
 

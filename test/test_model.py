@@ -93,6 +93,11 @@ def test_targets_are_the_text_and_eos_only(tokens_dir):
     ("--llm_conf", "lora_conf={target_modules: [qq_proj]}", "target_modules: ['qq_proj'] not found"),
     ("--model_conf", "ctc_wieght=0.1", "model_conf: unknown key(s) ['ctc_wieght']"),
     ("--llm_conf", "name_or_path=/nonexistent/llm", "is not a local folder or GGUF file"),
+    # A value of the wrong type is named with the type its default has, before anything is built.
+    ("--model_conf", "ctc_weight=half", "model_conf.ctc_weight: expected a number (float, e.g. 0.0), got 'half'"),
+    ("--llm_conf", "finetune=3", "llm_conf.finetune: expected a string (str, e.g. 'lora'), got 3 (int)"),
+    ("--model_conf", "ctc_compress=yes please", "model_conf.ctc_compress: expected a boolean"),
+    ("--llm_conf", "lora_conf=[r, 4]", "llm_conf.lora_conf: expected a mapping"),
 ])
 def test_bad_config_names_the_key(tokens_dir, key, value, message):
     with pytest.raises((ValueError, FileNotFoundError)) as error:

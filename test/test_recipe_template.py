@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_shellcheck
+
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "egs2" / "TEMPLATE" / "speechllm1"
 DEMO = REPO / "egs2" / "synth_an4" / "speechllm1"
-SHELLCHECK = REPO / "tools" / "venv" / "bin" / "shellcheck"
 
 OWNED_SHELL_FILES = [
     "utils/parse_options.sh",
@@ -30,6 +31,10 @@ OWNED_SHELL_FILES = [
     "egs2/TEMPLATE/speechllm1/run.sh",
     "egs2/TEMPLATE/speechllm1/local/data.sh",
     "egs2/synth_an4/speechllm1/run.sh",
+    "egs2/synth_english/speechllm1/run.sh",
+    "egs2/synth_english/speechllm1/local/data.sh",
+    "egs2/synth_english/speechllm1/local/whisper_reference.sh",
+    "utils/dump_frontend.sh",
 ]
 
 OPTION_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?:\s+#\s*(.*))?$")
@@ -135,7 +140,8 @@ def test_help_lists_every_option_with_its_default_and_every_stage():
     assert shown == declared
     assert declared["nj"] == "4" and declared["inference_model"] == "valid.loss.ave.pth"
     for number, title in enumerate(["Data preparation", "Speed perturbation", "Audio dumping", "Length filtering",
-                                    "Token models", "statistics", "Training", "Decoding", "Scoring", "Packing"], 1):
+                                    "Token models", "Frozen frontend", "statistics", "Training", "Decoding", "Scoring",
+                                    "Packing"], 1):
         assert re.search(rf"^ +{number}\. .*{title}", out, re.M), title
 
 
@@ -151,7 +157,7 @@ def test_demo_help_shows_the_recipe_values():
         (["--no_such_option", "1"], "unknown option --no_such_option; run './speechllm.sh --help'"),
         (["--nj", "two"], "--nj takes a whole number, got 'two'"),
         (["--skip_stages", "5,7"], "--skip_stages takes stage numbers"),
-        (["--stage", "8", "--decode_config", ""], "stage 8 needs --decode_config"),
+        (["--stage", "9", "--decode_config", ""], "stage 9 needs --decode_config"),
         (["positional"], "unexpected argument 'positional'"),
     ],
 )
@@ -188,6 +194,10 @@ def copy_dir(src, dst, prefix=""):
 
 if name in ("dump_audio.sh", "filter_data_dir.sh", "perturb_data_dir_speed.sh"):
     copy_dir(args[-2], args[-1], "sp-" if name == "perturb_data_dir_speed.sh" else "")
+elif name == "dump_frontend.sh" and "--verify" not in args:
+    Path(args[-1]).mkdir(parents=True, exist_ok=True)
+    keys = [line.split()[0] for line in Path(args[-2], "wav.scp").read_text().splitlines()]
+    Path(args[-1], "feats.scp").write_text("".join(f"{{k}} {{args[-1]}}/feats.ark:{{i}}\n" for i, k in enumerate(keys)))
 elif name == "local_data.sh":
     for part, count in (("train", 4), ("dev", 2), ("test", 5)):
         Path("data", part).mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,8 @@ class StubRecipe:
         (root / "conf").mkdir()
         (root / "speechllm.sh").symlink_to(TEMPLATE / "speechllm.sh")
         shutil.copy(REPO / "utils" / "parse_options.sh", root / "utils")
-        for tool in ("dump_audio.sh", "validate_data_dir.sh", "filter_data_dir.sh", "perturb_data_dir_speed.sh"):
+        for tool in ("dump_audio.sh", "validate_data_dir.sh", "filter_data_dir.sh", "perturb_data_dir_speed.sh",
+                     "dump_frontend.sh"):
             self._stub(root / "utils" / tool, tool)
         self._stub(root / "local" / "data.sh", "local_data.sh")
         self._stub(root / "bin" / "python3", "python3")
@@ -301,13 +312,13 @@ def test_stage_selection_runs_only_the_selected_stage_functions(stub_recipe):
     # dev is both the validation set and a test set: dumped once, into org/ for the length filter.
     assert stub_recipe.calls() == [
         ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
-         "data/train", "dump/org/train"],
+         "--resample", "false", "--channel", "-1", "data/train", "dump/org/train"],
         ["validate_data_dir.sh", "dump/org/train"],
         ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
-         "data/dev", "dump/org/dev"],
+         "--resample", "false", "--channel", "-1", "data/dev", "dump/org/dev"],
         ["validate_data_dir.sh", "dump/org/dev"],
         ["dump_audio.sh", "--nj", "2", "--cmd", "launcher", "--fs", "16000", "--audio_format", "flac",
-         "data/test", "dump/test"],
+         "--resample", "false", "--channel", "-1", "data/test", "dump/test"],
         ["validate_data_dir.sh", "dump/test"],
     ]
 
@@ -316,7 +327,7 @@ def test_dry_run_prints_the_commands_of_the_selected_stages_only(stub_recipe):
     out = stub_recipe.run("--dry_run", "true", "--stage", "3", "--stop_stage", "5", "--skip_stages", "4").stdout
     commands = [line for line in out.splitlines() if line.startswith("+ ")]
     assert commands[0] == "+ utils/dump_audio.sh --nj 2 --cmd launcher --fs 16000 --audio_format flac " \
-                          "data/train dump/org/train"
+                          "--resample false --channel -1 data/train dump/org/train"
     assert not any("filter_data_dir" in c for c in commands)
     assert commands[-1] == "+ python3 -m speechllm.bin.prepare_tokens --text dump/train/text " \
                            "--output_dir data/token_list"
@@ -342,6 +353,24 @@ def test_stages_1_to_5_with_speed_perturbation(stub_recipe):
                          "--toy_llm_config", "conf/toy_llm.yaml", "--toy_llm_dir", "exp/llm_init"]
 
 
+def test_a_gguf_llm_is_converted_once_in_stage_5_and_its_folder_used_after(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    gguf = "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    proc = stub_recipe.run("--stage", "7", "--stop_stage", "7", "--llm", gguf, check=False)
+    assert proc.returncode != 0
+    assert ("stage 7 needs exp/llm/SmolLM2-135M-Instruct.Q4_1/config.json, which does not exist: run stage 5 first "
+            f"(it converts {gguf})") in proc.stderr
+    stub_recipe.run("--stage", "5", "--stop_stage", "5", "--llm", gguf)
+    assert stub_recipe.calls()[-1] == ["python3", "-m", "speechllm.bin.prepare_tokens", "--text", "dump/train/text",
+                                       "--output_dir", "data/token_list", "--llm", gguf, "--convert_gguf_to",
+                                       "exp/llm/SmolLM2-135M-Instruct.Q4_1"]
+    (stub_recipe.root / "exp/llm/SmolLM2-135M-Instruct.Q4_1").mkdir(parents=True)
+    (stub_recipe.root / "exp/llm/SmolLM2-135M-Instruct.Q4_1/config.json").write_text("{}")
+    stub_recipe.run("--stage", "7", "--stop_stage", "7", "--llm", gguf)
+    stats = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_train"]]
+    assert stats and all("name_or_path=exp/llm/SmolLM2-135M-Instruct.Q4_1" in c for c in stats)
+
+
 def write_dumped_sets(recipe: StubRecipe):
     recipe.run("--stop_stage", "4")
     recipe.calls_file.unlink()
@@ -352,7 +381,7 @@ def test_statistics_split_into_jobs_and_aggregated(stub_recipe):
     (stub_recipe.root / "data" / "token_list").mkdir(parents=True)
     (stub_recipe.root / "data" / "token_list" / "ctc_bpe.model").write_text("")
     # nj=3, but dev has 2 utterances: 2 jobs.
-    stub_recipe.run("--stage", "6", "--stop_stage", "6", "--nj", "3", "--llm", "/models/lm",
+    stub_recipe.run("--stage", "7", "--stop_stage", "7", "--nj", "3", "--llm", "/models/lm",
                     "--ctc_bpe_vocab_size", "30", "--train_args", "--max_epoch 1")
     calls = stub_recipe.calls()
     logdir = stub_recipe.root / "exp" / "stats_train" / "logdir"
@@ -371,14 +400,43 @@ def test_statistics_split_into_jobs_and_aggregated(stub_recipe):
                              "--input_dir", "exp/stats_train/logdir/stats.2", "--output_dir", "exp/stats_train"]
 
 
+def test_frozen_frontend_is_dumped_once_and_read_by_training_and_decoding(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    out = stub_recipe.run("--stage", "6", "--stop_stage", "6").stdout
+    assert "--dump_frontend false: the frontend runs inside training and decoding; nothing to do" in out
+    assert not stub_recipe.calls()
+    stub_recipe.run("--stage", "6", "--stop_stage", "8", "--dump_frontend", "true", "--frontend_batch_size", "4")
+    calls = stub_recipe.calls()
+    dumps = [c for c in calls if c[0] == "dump_frontend.sh" and "--verify" not in c]
+    assert [c[-2:] for c in dumps] == [["dump/train", "dump/frontend/train"], ["dump/dev", "dump/frontend/dev"],
+                                       ["dump/test", "dump/frontend/test"]]
+    assert dumps[0][:9] == ["dump_frontend.sh", "--nj", "2", "--cmd", "launcher", "--batch_size", "4", "--config",
+                            "conf/train.yaml"]
+    # Statistics and training read the features, after checking they were made by this config's frontend.
+    trainings = [c for c in calls if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_train"]]
+    for call in trainings:
+        joined = " ".join(call)
+        assert "--train_data_path_and_name_and_type dump/frontend/train/feats.scp,speech,kaldi_ark" in joined
+        assert "--valid_data_path_and_name_and_type dump/frontend/dev/feats.scp,speech,kaldi_ark" in joined
+    assert ["dump_frontend.sh", "--verify", "--config", "conf/train.yaml", "dump/frontend/train"] in calls
+    model_dir = stub_recipe.root / "exp" / "train"
+    (model_dir / "config.yaml").write_text("{}\n")
+    (model_dir / "valid.loss.ave.pth").write_text("")
+    stub_recipe.calls_file.unlink()
+    stub_recipe.run("--stage", "9", "--stop_stage", "9", "--dump_frontend", "true")
+    decodes = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_inference"]]
+    assert decodes and all("dump/frontend/test/feats.scp,speech,kaldi_ark" in c or
+                           "dump/frontend/dev/feats.scp,speech,kaldi_ark" in c for c in decodes)
+
+
 def test_training_failure_names_the_log(stub_recipe):
     write_dumped_sets(stub_recipe)
-    stub_recipe.run("--stage", "6", "--stop_stage", "6")
-    proc = stub_recipe.run("--stage", "7", "--stop_stage", "7", "--ngpu", "1", check=False,
+    stub_recipe.run("--stage", "7", "--stop_stage", "7")
+    proc = stub_recipe.run("--stage", "8", "--stop_stage", "8", "--ngpu", "1", check=False,
                            env={"STUB_FAIL_TRAIN": "1"})
     assert proc.returncode != 0
     assert "training failed: see exp/train/train.log" in proc.stderr
-    assert "stage 7 (Training) failed with exit code 1; resume with --stage 7" in proc.stderr
+    assert "stage 8 (Training) failed with exit code 1; resume with --stage 8" in proc.stderr
     assert "training blew up" in (stub_recipe.root / "exp" / "train" / "train.log").read_text()
     train = stub_recipe.calls()[-1]
     assert stub_recipe.calls()[-2][:6] == ["launcher", "--gpu", "1", "--num_threads", "2", "exp/train/train.log"]
@@ -392,7 +450,7 @@ def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recip
     model_dir.mkdir(parents=True)
     (model_dir / "config.yaml").write_text("{}\n")
     (model_dir / "valid.loss.ave.pth").write_text("")
-    out = stub_recipe.run("--stage", "8", "--stop_stage", "9", env={"STUB_DROP_KEYS": "spk1-test3"}).stdout
+    out = stub_recipe.run("--stage", "9", "--stop_stage", "10", env={"STUB_DROP_KEYS": "spk1-test3"}).stdout
     decode_dir = model_dir / "decode_decode_valid.loss.ave" / "test"
     keys = [line.split()[0] for line in (stub_recipe.root / "dump" / "test" / "wav.scp").read_text().splitlines()]
     expected = [k for k in sorted(keys) if k != "spk1-test3"]
@@ -418,12 +476,16 @@ def test_setup_creates_a_working_recipe_and_refuses_to_overwrite(tmp_path):
     target = tmp_path / "egs2" / "newcorpus" / "speechllm1"
     out = run([str(TEMPLATE / "setup.sh"), str(target)], tmp_path).stdout
     assert "Created" in out
-    for copied in ("run.sh", "local/data.sh"):
+    for copied in ("run.sh", "local/data.sh", "db.sh", "conf/train.yaml", "conf/decode.yaml"):
         assert (target / copied).is_file() and not (target / copied).is_symlink()
     for linked, source in (("speechllm.sh", TEMPLATE / "speechllm.sh"), ("path.sh", TEMPLATE / "path.sh"),
-                           ("cmd.sh", TEMPLATE / "cmd.sh"), ("db.sh", TEMPLATE / "db.sh"), ("utils", REPO / "utils")):
+                           ("cmd.sh", TEMPLATE / "cmd.sh"), ("utils", REPO / "utils")):
         assert (target / linked).is_symlink() and (target / linked).resolve() == source.resolve()
         assert not os.readlink(target / linked).startswith("/")
+    # The new corpus's db.sh is its own: editing it leaves the template's alone.
+    template_db = (TEMPLATE / "db.sh").read_text()
+    (target / "db.sh").write_text(template_db + "MYCORPUS=/data/mycorpus\n")
+    assert (TEMPLATE / "db.sh").read_text() == template_db
     assert "--train_config" in run(["./run.sh", "--help"], target).stdout
     # The real path.sh and cmd.sh load in the new recipe; its placeholder local/data.sh explains and fails.
     proc = run(["./run.sh", "--stop_stage", "1"], target, check=False)
@@ -432,6 +494,27 @@ def test_setup_creates_a_working_recipe_and_refuses_to_overwrite(tmp_path):
     proc = run([str(TEMPLATE / "setup.sh"), str(target)], tmp_path, check=False)
     assert proc.returncode != 0 and "refusing to overwrite" in proc.stderr
     assert (target / "run.sh").read_text() == "# edited\n"
+
+
+def test_template_example_configs_parse_with_every_key_known():
+    """conf/train.yaml and conf/decode.yaml of the template (copied by setup.sh) are valid and commented."""
+    from speechllm.bin.speechllm_inference import get_parser as inference_parser
+    from speechllm.decoding.options import DecodingOptions
+    from speechllm.tasks.speech_llm import DEFAULT_LLM_CONF, DEFAULT_MODEL_CONF, SpeechLLMTask, check_conf_keys
+
+    train = TEMPLATE / "conf" / "train.yaml"
+    args = SpeechLLMTask.get_parser().parse_args(["--config", str(train), "--output_dir", "x"])
+    check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+    check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
+    decode = TEMPLATE / "conf" / "decode.yaml"
+    options = vars(inference_parser().parse_args(["--config", str(decode), "--output_dir", "x",
+                                                  "--data_path_and_name_and_type", "a,speech,sound"]))
+    DecodingOptions(**{name: options[name] for name in vars(DecodingOptions())})
+    import yaml
+
+    assert set(yaml.safe_load(decode.read_text())) <= set(vars(DecodingOptions()))
+    for config in (train, decode):
+        assert sum(line.lstrip().startswith("#") or " # " in line for line in config.read_text().splitlines()) >= 8
 
 
 def test_path_sh_sets_the_environment(tmp_path):
@@ -447,7 +530,7 @@ def test_path_sh_sets_the_environment(tmp_path):
 
 
 def test_demo_run_sh_passes_its_settings(tmp_path):
-    out = run(["./run.sh", "--dry_run", "true", "--stage", "5", "--stop_stage", "8", "--expdir", str(tmp_path)],
+    out = run(["./run.sh", "--dry_run", "true", "--stage", "5", "--stop_stage", "9", "--expdir", str(tmp_path)],
               DEMO).stdout
     assert f"--output_dir data/token_list --toy_llm_config conf/toy_llm.yaml --toy_llm_dir {tmp_path}/llm_init" in out
     # The demo's CTC head uses the LLM's tokens (conf/train.yaml: ctc_token_type llm): no CTC BPE is passed.
@@ -458,7 +541,5 @@ def test_demo_run_sh_passes_its_settings(tmp_path):
 
 
 def test_shell_files_pass_shellcheck():
-    if not SHELLCHECK.exists():
-        pytest.skip(f"{SHELLCHECK} is absent: install the venv (tools/) to lint shell files")
-    proc = run([str(SHELLCHECK), *OWNED_SHELL_FILES], REPO, check=False)
+    proc = run([require_shellcheck(), *OWNED_SHELL_FILES], REPO, check=False)
     assert proc.returncode == 0, proc.stdout

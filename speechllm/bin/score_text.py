@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from speechllm.data.datadir import sclite_unsafe
 from speechllm.scoring.normalize import NORMALIZERS, get_normalizer
 from speechllm.scoring.scorer import score, write_reports
 from speechllm.scoring.trn import ScoringInputError, read_kaldi_text, read_utt2spk, write_trn
@@ -59,6 +60,18 @@ def trn_ids(uttids: list[str], utt2spk: dict[str, str] | None, utt2spk_path: Pat
     if missing:
         raise ScoringInputError(f"{utt2spk_path}: no speaker for {len(missing)} utterance(s), e.g. '{missing[0]}'")
     return [f"{utt2spk[u]}-{u}" for u in uttids]
+
+
+def check_sclite_ids(ids: list[str], path: Path, what: str = "utterance id") -> None:
+    """Refuse ids that sclite's '(id)' cannot carry, naming the first (file order: line = position + 1)."""
+    for lineno, key in enumerate(ids, start=1):
+        why = sclite_unsafe(key)
+        if why:
+            raise ScoringInputError(
+                f"{path}:{lineno}: {what} {key!r} contains {why}; trn lines end with '(id)', so sclite (and "
+                "the builtin scorer) would misread it. Rename such ids without '(', ')' or whitespace in the data "
+                "dir and in the hypotheses"
+            )
 
 
 def build_trn(ref: dict[str, str], hyp: dict[str, str], normalize: str, ids: list[str]) -> tuple[list, list, dict]:
@@ -126,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ref = read_kaldi_text(args.ref)
         hyp = read_kaldi_text(args.hyp)
+        check_sclite_ids(list(ref), args.ref)
+        check_sclite_ids(list(hyp), args.hyp)
         utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
+        if utt2spk is not None:
+            check_sclite_ids(list(utt2spk.values()), args.utt2spk, "speaker id")
         ids = trn_ids(list(ref), utt2spk, args.utt2spk)
         ref_entries, hyp_entries, mismatch = build_trn(ref, hyp, args.normalize, ids)
         report_mismatches(mismatch, args.ref, args.hyp)

@@ -11,43 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
-import torch
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
 from speechllm.decoding.options import DecodingOptions
-from speechllm.decoding.search import BeamSearch, Hypothesis
-from speechllm.models.llm import load_tokenizer
+from speechllm.exp_lock import lock_exp_dir
+from speechllm.speech2text import Speech2Text
 from speechllm.tasks.speech_llm import SpeechLLMTask
-
-
-class Speech2Text:
-    """A trained speech LLM and its search, ready to call on batches of waveforms."""
-
-    def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
-                 device: str = "cpu", dtype: str = "float32"):
-        model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
-        if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
-            model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
-        self.model = model.to(dtype=getattr(torch, dtype)).eval()
-        self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
-        suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
-        self.search = BeamSearch(self.model, options, eos_id=self.tokenizer.eos_token_id, suppress_ids=suppress)
-        self.device = device
-
-    def text(self, hyp: Hypothesis) -> str:
-        return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())
-
-    def __call__(self, speech: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
-        if speech.dim() == 1:
-            speech = speech[None]
-        if lengths is None:
-            lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long)
-        return self.search(speech.to(self.device), lengths.to(self.device))
 
 
 def inference(
@@ -81,7 +54,7 @@ def inference(
     done = 0
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
-            nbests = speech2text(batch["speech"], batch["speech_lengths"])
+            nbests = speech2text.decode(batch["speech"], batch["speech_lengths"])
             for key, hyps in zip(keys, nbests):
                 for rank, hyp in enumerate(hyps, 1):
                     out = writer[f"{rank}best_recog"]
@@ -119,13 +92,13 @@ def main(cmd=None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     fields = vars(DecodingOptions()).keys()
     options = DecodingOptions(**{name: getattr(args, name) for name in fields})
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    inference(
-        output_dir=args.output_dir, data_path_and_name_and_type=args.data_path_and_name_and_type,
-        train_config=args.train_config, model_file=args.model_file, packed_model=args.packed_model,
-        key_file=args.key_file, options=options, batch_size=args.batch_size, ngpu=args.ngpu, dtype=args.dtype,
-        num_workers=args.num_workers,
-    )
+    with lock_exp_dir(args.output_dir, "decoding", exit_on_busy=True):  # a second decoding into it is refused
+        inference(
+            output_dir=args.output_dir, data_path_and_name_and_type=args.data_path_and_name_and_type,
+            train_config=args.train_config, model_file=args.model_file, packed_model=args.packed_model,
+            key_file=args.key_file, options=options, batch_size=args.batch_size, ngpu=args.ngpu, dtype=args.dtype,
+            num_workers=args.num_workers,
+        )
 
 
 if __name__ == "__main__":

@@ -226,8 +226,8 @@ def pick_channel(audio: Audio, channel: int) -> np.ndarray:
     if channels == 1 and channel in (-1, 0):
         return audio.samples[:, 0]
     if channel == -1:
-        raise AudioError(f"the audio has {channels} channels", "pass --channel N to keep channel N (0-based), "
-                         "or give a mono file")
+        raise AudioError(f"the audio has {channels} channels", "pass --channel N to keep channel N (0-based; an "
+                         "option of run.sh and of utils/dump_audio.sh), or give a mono file")
     if not 0 <= channel < channels:
         raise AudioError(f"the audio has {channels} channel(s), so --channel {channel} does not exist",
                          f"pass --channel between 0 and {channels - 1}")
@@ -240,7 +240,7 @@ def conform_rate(samples: np.ndarray, fs: int, target_fs: int, allow_resample: b
     if not allow_resample:
         raise AudioError(f"the audio has sample rate {fs} Hz but --fs is {target_fs}",
                          f"pass --resample true to resample it to {target_fs} Hz, or --fs {fs} if that is the "
-                         "rate you want")
+                         "rate you want (options of run.sh and of utils/dump_audio.sh)")
     return resample(samples, fs, target_fs)
 
 

@@ -45,6 +45,21 @@ def file_level(name: str, has_segments: bool) -> str | None:
     return None
 
 
+# sclite reads the utterance id of a trn line from its last "(...)" and splits words on whitespace: an id (or the
+# speaker id put in front of it) holding '(', ')' or any whitespace character is mis-scored without a word.
+_SCLITE_UNSAFE = re.compile(r"[()\s]")
+
+
+def sclite_unsafe(key: str) -> str | None:
+    """What makes `key` unusable in sclite's '(id)' (e.g. "'(' at position 3"), or None if it is fine."""
+    match = _SCLITE_UNSAFE.search(key)
+    if match is None:
+        return None
+    char = match.group()
+    shown = repr(char) if char in "()" else f"whitespace {char!r}"
+    return f"{shown} at position {match.start() + 1}"
+
+
 def format_seconds(seconds: float) -> str:
     """Times in segments/utt2dur: fixed point, microsecond precision, no trailing zeros."""
     text = f"{seconds:.6f}".rstrip("0").rstrip(".")
@@ -408,6 +423,15 @@ class DataDir:
         lines = {name: self.lines[name] for name in files if name in self.lines}
         return DataDir(self.path, files, lines)
 
+    def files_as_written(self) -> dict[str, dict[str, str]]:
+        """The files `write` writes: spk2utt regenerated from utt2spk in the order utt2spk is written (sorted), so
+        that it lists each speaker's utterances as utt2spk_to_spk2utt.sh gives them for the written utt2spk."""
+        files = dict(self.files)
+        if "utt2spk" in files:
+            utt2spk = files["utt2spk"]
+            files["spk2utt"] = spk2utt_from_utt2spk({u: utt2spk[u] for u in sorted(utt2spk, key=c_order)})
+        return files
+
     def write(self, dest: str | os.PathLike) -> list[str]:
         """Write all files sorted (spk2utt regenerated); remove known files of an older dir there.
 
@@ -415,9 +439,7 @@ class DataDir:
         """
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        files = dict(self.files)
-        if "utt2spk" in files:
-            files["spk2utt"] = spk2utt_from_utt2spk(files["utt2spk"])
+        files = self.files_as_written()
         notes = []
         for name in KNOWN_FILES:
             if name in files:

@@ -27,6 +27,7 @@ from speechllm.data.audio import (
 from speechllm.data.cli import parse_bool, run_tool
 from speechllm.data.datadir import (
     DataDir, DataDirError, Problem, c_order, format_problems, format_seconds, read_kv_with_lines)
+from speechllm.data.progress import Progress
 
 PROG = "python3 -m speechllm.data.dump"
 TAG = "speechllm.data.dump"  # start of the comment stored in each written file, for resuming
@@ -166,7 +167,9 @@ def dump_part(in_dir: str | Path, out_dir: str | Path, audio_dir: str | Path, se
     result = PartResult()
     failed: dict[str, tuple[AudioError, list[str]]] = {}
     cache = RecordingCache(settings)
-    for item in plan(data):
+    items = plan(data)
+    progress = Progress(len(items), f"dump {in_dir}")
+    for item in progress.iterate(items):
         path = audio_dir / f"{item.utt}.{settings.audio_format}"
         signature = settings.signature(item.value, item.segment)
         length = reusable_length(path, signature)
@@ -190,6 +193,7 @@ def dump_part(in_dir: str | Path, out_dir: str | Path, audio_dir: str | Path, se
         if clipped:
             result.clipped[item.utt] = clipped
         result.num_samples[item.utt] = len(samples)
+    progress.close()
     result.problems = recording_problems(failed, data, lines.get("wav.scp", {}), str(orig_dir / "wav.scp")) \
         + result.problems
     if not result.problems:

@@ -7,7 +7,8 @@ format_wav_scp.sh.
 Splits data/x into nj parts (dump/raw/x/logs/split{nj}/JOB), runs `python3 -m speechllm.data.dump` on each through
 `$cmd JOB=1:nj dump/raw/x/logs/dump.JOB.log ...`, and combines the parts into dump/raw/x: wav.scp pointing to
 dump/raw/x/data/<utt>.<format>, utt2num_samples, text, utt2spk, spk2utt (validated). When a job fails, its
-problems (file, line, fix) are shown; rerunning the same command redoes only what is missing.
+problems (file, line, fix) are shown; rerunning the same command redoes only what is missing. Progress over all
+jobs: a bar on a terminal, a line per 10 % otherwise (each job's log has its own lines).
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ from speechllm.data.cli import run_tool
 from speechllm.data.combine import merge_data_dirs
 from speechllm.data.datadir import DataDir, DataDirError, Problem
 from speechllm.data.dump import DONE, Settings, add_audio_options, check_file_names, settings_from
+from speechllm.data.progress import Progress, parse_progress
 from speechllm.data.split import split_data
 from speechllm.data.validate import require_valid
 
 PROG = "utils/dump_audio.sh"
 SHOWN_PROBLEMS = 30
+POLL_SECONDS = 0.5  # how often the jobs' logs are read for progress
 
 
 def job_command(cmd: str, nj: int, data_dir: Path, out_dir: Path, settings: Settings) -> list[str]:
@@ -43,17 +46,47 @@ def job_command(cmd: str, nj: int, data_dir: Path, out_dir: Path, settings: Sett
     ]
 
 
-def run_jobs(argv: list[str]) -> int:
-    """Run the launcher with speechllm importable by the jobs, wherever they start."""
+def run_jobs(argv: list[str], progress: Progress | None = None, logs: list[Path] = ()) -> int:
+    """Run the launcher with speechllm importable by the jobs, wherever they start; while it runs, `progress`
+    follows the progress lines the jobs write to `logs`."""
     env = dict(os.environ)
     package_root = str(Path(speechllm.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     try:
-        return subprocess.run(argv, env=env, check=False).returncode
+        launcher = subprocess.Popen(argv, env=env)
     except OSError as error:
         raise DataDirError(Problem("--cmd", None, f"cannot run '{argv[0]}' ({error.strerror})",
                                    "run from the recipe directory (where utils/ is), or pass --cmd with the path "
                                    "of a launcher such as utils/local.py")) from None
+    try:
+        while True:
+            try:
+                code = launcher.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if progress is not None:
+                progress.advance_to(jobs_done(logs))
+    except BaseException:  # Ctrl-C: the launcher got it too and stops its jobs
+        launcher.wait()
+        raise
+    if progress is not None:
+        if code == 0:
+            progress.advance_to(jobs_done(logs))
+        progress.close()
+    return code
+
+
+def jobs_done(logs: list[Path]) -> int:
+    """Utterances the jobs have dealt with so far, from the last progress line of each log."""
+    done = 0
+    for log in logs:
+        try:
+            found = parse_progress(log.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        done += found[0] if found else 0
+    return done
 
 
 def failure_report(logs: Path, nj: int) -> list[str]:
@@ -93,7 +126,9 @@ def dump_audio(data_dir: str | Path, out_dir: str | Path, settings: Settings, nj
     shutil.rmtree(logs / f"dumped{nj}", ignore_errors=True)  # parts of an earlier run
     for job in range(1, nj + 1):
         (logs / f"dump.{job}.log").unlink(missing_ok=True)
-    if run_jobs(job_command(cmd, nj, data_dir, out_dir, settings)) != 0:
+    progress = Progress(len(data.utt_ids), f"{PROG}: dump {data_dir}")
+    job_logs = [logs / f"dump.{job}.log" for job in range(1, nj + 1)]
+    if run_jobs(job_command(cmd, nj, data_dir, out_dir, settings), progress, job_logs) != 0:
         raise DataDirError(failure_report(logs, nj))
     parts = [DataDir.read(logs / f"dumped{nj}" / str(job)) for job in range(1, nj + 1)]
     merged, notes = merge_data_dirs(parts)

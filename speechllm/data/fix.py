@@ -5,7 +5,9 @@
 Sorts every file (C byte order), keeps the first line of a repeated id, drops malformed lines, utterances missing
 from any utterance-level file, utterances whose recording is missing, empty transcripts (unless
 --allow-empty-text), and recordings/speakers left without utterances; regenerates spk2utt. The original files go to
-data/x/.backup/, and data/x/.backup/removed.txt lists every removed id with its reason.
+data/x/.backup/, and data/x/.backup/removed.txt lists every removed id with its reason. Running it again is harmless: a
+dir that needs no change is left alone (files and backup), and a later run that does change something keeps the
+first backup and puts its own originals in data/x/.backup.2/ (then .backup.3/, ...).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from speechllm.data.cli import run_tool
 from speechllm.data.datadir import (
-    KNOWN_FILES, DataDir, DataDirError, Problem, c_order, file_level, format_problems, order_problems, read_entries)
+    KNOWN_FILES, DataDir, DataDirError, Problem, c_order, file_level, format_problems, kv_lines, order_problems,
+    read_entries)
 from speechllm.data.validate import validate_data_dir
 
 PROG = "utils/fix_data_dir.sh"
@@ -34,8 +37,12 @@ class FixReport:
     line_reasons: Counter = field(default_factory=Counter)  # lines, recordings, speakers dropped
     sorted_files: list[str] = field(default_factory=list)
     crlf_files: list[str] = field(default_factory=list)
+    backup: Path | None = None  # where this run put the originals; None: nothing needed changing
 
     def summary(self, path: Path) -> list[str]:
+        if self.backup is None:
+            return [f"{path}: nothing to fix: all {self.kept} utterances kept, files already sorted and consistent; "
+                    "nothing written (backups left as they were)"]
         removed = self.total - self.kept
         first = f"{path}: kept {self.kept} of {self.total} utterances"
         if removed:
@@ -48,7 +55,7 @@ class FixReport:
             lines.append("sorted (LC_ALL=C): " + ", ".join(self.sorted_files))
         if self.crlf_files:
             lines.append("removed Windows line endings from: " + ", ".join(self.crlf_files))
-        lines.append(f"originals in {path / BACKUP}/, removed ids with reasons in {path / BACKUP / 'removed.txt'}")
+        lines.append(f"originals in {self.backup}/, removed ids with reasons in {self.backup / 'removed.txt'}")
         return lines
 
 
@@ -131,14 +138,37 @@ def fix_data_dir(path: str | Path, allow_empty_text: bool = False) -> FixReport:
     before = DataDir(path, files)
     after = before.select(kept)
     note_dropped_keys(before, after, report)
-    backup = path / BACKUP
-    backup.mkdir(exist_ok=True)
+    if not report.removed and already_written(path, after, present):
+        return report  # idempotent: a second run changes nothing, not even the backup of the first
+    backup = new_backup_dir(path)
     for name in present:
         shutil.copy2(path / name, backup / name)
     after.write(path)
     with open(backup / "removed.txt", "w", encoding="utf-8") as stream:
         stream.writelines(f"{key} {reason}\n" for key, reason in report.removed)
+    report.backup = backup
     return report
+
+
+def already_written(path: Path, data: DataDir, present: list[str]) -> bool:
+    """Whether `data.write(path)` would leave every file of `path` byte for byte as it is."""
+    files = data.files_as_written()
+    if set(files) != set(present):
+        return False
+    for name, entries in files.items():
+        if (path / name).read_bytes() != "".join(kv_lines(entries)).encode("utf-8"):
+            return False
+    return True
+
+
+def new_backup_dir(path: Path) -> Path:
+    """data/x/.backup for the first run that changes something, then .backup.2, .backup.3, ...: never overwritten."""
+    backup, number = path / BACKUP, 1
+    while backup.exists():
+        number += 1
+        backup = path / f"{BACKUP}.{number}"
+    backup.mkdir()
+    return backup
 
 
 def main(argv: list[str] | None = None) -> int:

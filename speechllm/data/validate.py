@@ -11,7 +11,7 @@ from pathlib import Path
 from speechllm.data.cli import run_tool
 from speechllm.data.datadir import (
     FIX_DATA_DIR, KNOWN_FILES, DataDirError, Entry, Problem, c_order, duplicate_problems, file_level,
-    format_problems, order_problems, read_entries, spk2utt_from_utt2spk)
+    format_problems, order_problems, read_entries, sclite_unsafe, spk2utt_from_utt2spk)
 
 PROG = "utils/validate_data_dir.sh"
 
@@ -44,6 +44,7 @@ class Checker:
         for name in KNOWN_FILES:
             if (self.path / name).is_file():
                 self.read_file(name)
+        self.check_ids_for_scoring()
         self.check_empty_transcripts()
         self.check_utterance_sets()
         self.check_speakers()
@@ -58,7 +59,8 @@ class Checker:
             "wav.scp": "create it ('<utt-id> <audio path>' or '<utt-id> <command> |' lines)",
         }
         if not self.no_text:
-            required["text"] = "create it ('<utt-id> <transcript>' lines), or pass --no-text for a dir without one"
+            required["text"] = (f"create it ('<utt-id> <transcript>' lines), or pass --no-text to {PROG} for a "
+                                 "dir without one")
         for name, fix in required.items():
             if not (self.path / name).is_file():
                 self.add(name, None, "is missing", fix, "missing file")
@@ -77,14 +79,36 @@ class Checker:
             found.setdefault(entry.key, entry)
         return found
 
+    def check_ids_for_scoring(self) -> None:
+        """Utterance and speaker ids become sclite's '(speaker-utterance)': no '(', ')' or whitespace in them."""
+        has_segments = "segments" in self.entries
+        for name, entries in self.entries.items():
+            level = file_level(name, has_segments)
+            if level not in ("utt", "spk"):
+                continue
+            what = "utterance" if level == "utt" else "speaker"
+            found = [(e, "id", e.key, sclite_unsafe(e.key)) for e in entries]
+            if name == "utt2spk":
+                found += [(e, "speaker", e.value, sclite_unsafe(e.value)) for e in entries]
+            bad = [(entry, role, key, why) for entry, role, key, why in found if why]
+            if not bad:
+                continue
+            entry, role, key, why = min(bad, key=lambda b: b[0].line)
+            subject = f"{what} id" if role == "id" else "speaker id"
+            more = f" ({len(bad) - 1} more id(s) like it in this file)" if len(bad) > 1 else ""
+            self.add(name, entry.line, f"{subject} {key!r} contains {why}: sclite's trn lines end with "
+                     f"'(speaker-utterance)', so scoring would misread it{more}",
+                     "rename the ids without '(', ')' or whitespace (e.g. replace them with '_') in every file "
+                     "of the dir", "id unusable by sclite")
+
     def check_empty_transcripts(self) -> None:
         if self.allow_empty_text:
             return
         for entry in self.entries.get("text", []):
             if not entry.value:
                 self.add("text", entry.line, f"utterance '{entry.key}' has an empty transcript",
-                         f"remove such utterances with {self.fix_dir()}, or pass --allow-empty-text if empty "
-                         "references are intended", "empty transcript")
+                         f"remove such utterances with {self.fix_dir()}, or pass --allow-empty-text to {PROG} if "
+                         "empty references are intended", "empty transcript")
 
     def check_utterance_sets(self) -> None:
         """Every utterance-level file must hold exactly the utterances of utt2spk."""
@@ -146,8 +170,8 @@ class Checker:
                 self.add("utt2spk", in_order.line,
                          f"not sorted by speaker as well as by utterance: '{in_order.key}' (speaker "
                          f"'{in_order.value}') sorts before an utterance of speaker '{wanted.value}'",
-                         "make speaker ids prefixes of utterance ids (e.g. spk1-utt1), or pass --no-spk-sort "
-                         "if your tools do not need it", "not sorted by speaker")
+                         "make speaker ids prefixes of utterance ids (e.g. spk1-utt1), or pass --no-spk-sort to "
+                         f"{PROG} if your tools do not need it", "not sorted by speaker")
                 return
 
     def warn_speaker_prefix(self) -> None:

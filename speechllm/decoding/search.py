@@ -170,7 +170,10 @@ class BeamSearch:
         batch = prefix.size(0)
         limits = self.token_limits(speech_embeds_lengths)
         filters = self.filters(limits.repeat_interleave(k))
-        joint = JointCTCScore(model, encoded, encoded_lengths, k, self.options) if self.options.ctc_weight else None
+        joint = None
+        if self.options.ctc_weight:
+            ctc_in, ctc_lengths = model.ctc_input(encoded, encoded_lengths, speech_embeds, speech_embeds_lengths)
+            joint = JointCTCScore(model, ctc_in, ctc_lengths, k, self.options)
 
         cache = DynamicCache()
         logits = model.run_llm(prefix, mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from speechllm.launch.logs import LogError, check_not_in_use, check_writable, describe_os_error, disk_notes, open_locked
+
 RANGE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\d+)(?::(\d+))?$")
 LOOKS_LIKE_RANGE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 ENDED_RE = re.compile(r"^# Ended \(code (-?\d+)\)")
@@ -308,23 +310,39 @@ def _names(tasks: list[Task]) -> str:
 
 
 class TaskProcess:
-    """One task running with stdout and stderr appended to its log, between the header and the footer."""
+    """One task running with stdout and stderr appended to its log, between the header and the footer.
 
-    def __init__(self, task: Task, extra_env: dict[str, str], threads: int):
+    The log stays locked (speechllm.launch.logs) while the task runs, so a second launcher refuses to take it over;
+    with a guard (speechllm.launch.guard) the task is stopped even if the launcher is killed with SIGKILL.
+    """
+
+    def __init__(self, task: Task, extra_env: dict[str, str], threads: int, guard=None):
         self.task = task
         self.extra_env = extra_env
         self.threads = threads
+        self.guard = guard
         self.proc: subprocess.Popen | None = None
         self.start_code: int | None = None  # set when the command could not even start
         self.started = 0.0
+        self.lock_fd: int | None = None
+        self.note = ""  # what went wrong with the log itself, for the report
 
     def start(self) -> None:
         log = Path(self.task.log)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(header_lines(self.task), encoding="utf-8")
         self.started = time.monotonic()
-        # O_APPEND: the command's output and our footer land after the header whatever the offsets are.
-        with open(log, "ab") as out:
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            self.lock_fd = open_locked(str(log))
+            os.ftruncate(self.lock_fd, 0)
+            os.write(self.lock_fd, header_lines(self.task).encode("utf-8"))
+            out = open(log, "ab")  # O_APPEND: the output and our footer land after the header
+        except LogError as error:
+            self.start_code, self.note = 1, str(error)
+            return
+        except OSError as error:
+            self.start_code, self.note = 1, f"cannot write its log: {describe_os_error(error, log.parent)}"
+            return
+        with out:
             try:
                 # Own session: Ctrl-C in the terminal reaches the launcher only, which stops the whole group.
                 self.proc = subprocess.Popen(
@@ -334,6 +352,8 @@ class TaskProcess:
             except OSError as error:
                 out.write(f"cannot run {self.task.argv[0]!r}: {error}\n".encode())
                 self.start_code = 127
+        if self.proc is not None and self.guard is not None:
+            self.guard.watch_group(self.proc.pid, self.task.log)
 
     def poll(self) -> int | None:
         if self.proc is None:
@@ -354,8 +374,18 @@ class TaskProcess:
 
     def finish(self) -> int:
         code = self.wait()
-        with open(self.task.log, "a", encoding="utf-8") as f:
-            f.write(footer_lines(code, time.monotonic() - self.started, self.threads))
+        if self.proc is not None and self.guard is not None:
+            self.guard.release_group(self.proc.pid)
+        if self.lock_fd is None:  # the log could not be written at all
+            return code
+        try:
+            with open(self.task.log, "a", encoding="utf-8") as f:
+                f.write(footer_lines(code, time.monotonic() - self.started, self.threads))
+        except OSError as error:  # a full disk: the task's own output (its error) stays as it is
+            self.note = f"no footer written: {describe_os_error(error, Path(self.task.log).parent)}"
+        finally:
+            os.close(self.lock_fd)
+            self.lock_fd = None
         return code
 
 
@@ -423,8 +453,20 @@ def report(outcomes: list[Outcome], prog: str) -> int:
         detail = f" ({outcome.detail})" if outcome.detail else ""
         print(f"  {outcome.task.name}: {how}{detail}, log: {outcome.task.log}", file=sys.stderr)
     print(_log_tail(failed[0].task.log), end="", file=sys.stderr)
+    for note in disk_notes(outcome.task.log for outcome in failed):
+        print(f"{prog}: note: {note}", file=sys.stderr)
     print(f"{prog}: fix the cause and run the same command again: tasks that succeeded are skipped", file=sys.stderr)
     return 1
+
+
+def check_logs(tasks: list[Task]) -> None:
+    """Before starting anything: every log's folder writable with room to spare, no log in use by another launcher
+    (see speechllm.launch.logs); LaunchError otherwise, with the logs left as they were."""
+    try:
+        check_not_in_use(task.log for task in tasks)
+        check_writable(task.log for task in tasks)
+    except LogError as error:
+        raise LaunchError(str(error)) from None
 
 
 def _log_tail(log: str, lines: int = 10) -> str:

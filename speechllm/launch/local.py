@@ -21,6 +21,7 @@ from speechllm.launch.common import (
     bool_option,
     catch_signals,
     check_generic_options,
+    check_logs,
     check_known_options,
     expand_tasks,
     int_option,
@@ -34,6 +35,7 @@ from speechllm.launch.common import (
     tasks_to_run,
     thread_environment,
 )
+from speechllm.launch.guard import Guard
 
 PROG = "local.py"
 OPTIONS = ("num_threads", "mem", "gpu", "max_jobs_run", "time", "name", "num_nodes", "rerun_all")
@@ -56,7 +58,9 @@ def launch(argv: list[str]) -> int:
     if not tasks:
         return 0
     gpus_per_task, gpu_pool = gpu_plan(int_option(request.options, "gpu", 0, 0))
+    check_logs(tasks)
     catch_signals()
+    guard = Guard(PROG)
     outcomes = run_tasks(
         tasks,
         max_jobs=int_option(request.options, "max_jobs_run", len(tasks), 1),
@@ -64,7 +68,9 @@ def launch(argv: list[str]) -> int:
         gpu_pool=gpu_pool,
         extra_env=thread_environment(request.options),
         threads=int_option(request.options, "num_threads", 1, 1),
+        guard=guard,
     )
+    guard.close()  # every task has ended (or was stopped): nothing left for the guard to do
     signum = received_signal()
     if signum is not None:
         return report_interrupted(outcomes, len(tasks), signum)
@@ -99,7 +105,8 @@ def gpu_plan(gpus_per_task: int) -> tuple[int, list[str]]:
 
 
 def run_tasks(
-    tasks: list[Task], max_jobs: int, gpus_per_task: int, gpu_pool: list[str], extra_env: dict[str, str], threads: int
+    tasks: list[Task], max_jobs: int, gpus_per_task: int, gpu_pool: list[str], extra_env: dict[str, str], threads: int,
+    guard: Guard | None = None,
 ) -> list[Outcome]:
     """Start tasks while slots and GPUs are free; stop everything when a signal arrives."""
     pending = collections.deque(tasks)
@@ -110,11 +117,12 @@ def run_tasks(
         while pending and len(running) < max_jobs and len(free_gpus) >= gpus_per_task:
             devices, free_gpus = free_gpus[:gpus_per_task], free_gpus[gpus_per_task:]
             env = {**extra_env, "CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else extra_env
-            process = TaskProcess(pending.popleft(), env, threads)
+            process = TaskProcess(pending.popleft(), env, threads, guard)
             running[process] = devices
             process.start()
         for process in [p for p in running if p.poll() is not None]:
-            outcomes.append(Outcome(process.task, process.finish()))
+            code = process.finish()
+            outcomes.append(Outcome(process.task, code, process.note))
             free_gpus += running.pop(process)
         pause(POLL_SECONDS)
     if running:
@@ -125,7 +133,7 @@ def run_tasks(
 
 
 def report_interrupted(outcomes: list[Outcome], total: int, signum: int) -> int:
-    stopped = [o for o in outcomes if o.detail]
+    stopped = [o for o in outcomes if o.detail.startswith("stopped by")]
     print(
         f"{PROG}: {signal_name(signum)}: stopped {len(stopped)} running task(s), "
         f"{total - len(outcomes)} not started, {sum(o.code == 0 for o in outcomes)} had succeeded",

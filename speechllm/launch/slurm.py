@@ -36,6 +36,7 @@ from speechllm.launch.common import (
     bool_option,
     catch_signals,
     check_generic_options,
+    check_logs,
     compress_indices,
     expand_tasks,
     float_option,
@@ -51,6 +52,7 @@ from speechllm.launch.common import (
     tasks_to_run,
     thread_environment,
 )
+from speechllm.launch.guard import Guard
 
 PROG = "slurm.py"
 DEFAULT_CONFIG_FILE = "conf/slurm.conf"
@@ -84,13 +86,23 @@ def launch(argv: list[str]) -> int:
     tasks = tasks_to_run(expand_tasks(request), bool_option(request.options, "rerun_all", False), PROG)
     if not tasks:
         return 0
+    check_logs(tasks)
     catch_signals()
+    guard = Guard(PROG)  # scancels the job if this launcher is killed with SIGKILL
     job = submit(config, flags, request, tasks)
+    guard.watch_job(job.job_id)
     print(f"{PROG}: submitted {len(tasks)} task(s) as job {job.job_id}; waiting", file=sys.stderr)
-    wait_for_job(job, poll_interval, controller_timeout)
+    try:
+        wait_for_job(job, poll_interval, controller_timeout)
+    except LaunchError:
+        guard.close()  # the job is left to the user on purpose (the message says how to check it)
+        raise
     signum = received_signal()
     if signum is not None:
-        return cancel(job, signum)
+        code = cancel(job, signum)
+        guard.close()
+        return code
+    guard.close()
     return report([outcome_of(job, task) for task in tasks], PROG)
 
 

@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from speechllm.models.weight_files import naming_damaged_files
+
 FINETUNE_MODES = ("frozen", "lora", "full")
 
 
@@ -69,7 +71,8 @@ def load_tokenizer(name_or_path: str):
     _check_reachable(name_or_path)
     folder, gguf_file = split_gguf_path(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    with naming_damaged_files(name_or_path, "llm_conf.name_or_path"):
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"the tokenizer of '{name_or_path}' has no EOS token; speechllm needs one to end a transcript")
     if tokenizer.pad_token_id is None:
@@ -99,10 +102,41 @@ def load_causal_lm(
 
     folder, gguf_file = split_gguf_path(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
+    with naming_damaged_files(name_or_path, "llm_conf.name_or_path"):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return set_finetune_mode(model, finetune, lora)
+
+
+def convert_gguf(gguf_path: str, out_dir: str) -> Path:
+    """Dequantise a GGUF LLM once into a transformers folder (float32 safetensors and its tokenizer).
+
+    transformers dequantises a GGUF file on every load (SmolLM2-135M: about 23 s, against under 1 s for the folder),
+    and every training, statistics and decoding job loads the LLM. The folder is written beside and renamed into
+    place, so an interrupted conversion never leaves a folder that looks complete."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(gguf_path)
+    quantized = load_causal_lm(gguf_path, finetune="full")
+    settings = quantized.config.to_dict()
+    settings.pop("quantization_config", None)  # a dequantised model saves as a plain one
+    model = AutoModelForCausalLM.from_config(type(quantized.config).from_dict(settings))
+    model.load_state_dict(quantized.state_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(out, ignore_errors=True)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out
 
 
 def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[LoraOptions]) -> torch.nn.Module:

@@ -20,6 +20,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from speechllm.models.ctc_compress import ctc_compress as compress_by_ctc
+from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.matching import matching_loss
 from speechllm.models.llm import trainable_parameter_count
 from speechllm.text.tokenizers import CTC_BLANK_ID
@@ -56,6 +57,11 @@ class SpeechLLM(AbsESPnetModel):
                              "--ctc_token_type llm")
         if ctc_compress and (ctc is None or ctc_weight == 0):
             raise ValueError("model_conf.ctc_compress needs a trained CTC head: set model_conf.ctc_weight > 0")
+        # ctc_head llm_embeddings: the CTC head reads the speech embeddings (the adapter's output), not the encoder.
+        self.ctc_on_speech_embeddings = isinstance(ctc, EmbeddingCTC)
+        if ctc_compress and self.ctc_on_speech_embeddings:
+            raise ValueError("model_conf.ctc_compress compresses the adapter's input by the CTC head's labels, but "
+                             "ctc_head llm_embeddings reads the adapter's output: use ctc_head encoder")
         self.frontend = frontend
         self.specaug = specaug
         self.normalize = normalize
@@ -84,8 +90,18 @@ class SpeechLLM(AbsESPnetModel):
 
     # ---- speech side -------------------------------------------------------------------------------------------
     def extract_feats(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend output ``(B, T, D)``. ``speech`` is a waveform batch ``(B, samples)``, or ``(B, T, D)`` already
+        computed by a frozen frontend (``speechllm.bin.dump_frontend``), which is then used as it is."""
         speech = speech[:, : lengths.max()]
         if self.frontend is None:
+            return speech, lengths
+        if speech.dim() == 3:
+            if speech.size(-1) != self.frontend.output_size():
+                raise ValueError(
+                    f"speech features have dimension {speech.size(-1)} but the frontend outputs "
+                    f"{self.frontend.output_size()}: they were dumped with another frontend config; rerun the "
+                    "frontend dumping stage with this model's config"
+                )
             return speech, lengths
         return self.frontend(speech, lengths)
 
@@ -112,6 +128,10 @@ class SpeechLLM(AbsESPnetModel):
             with torch.no_grad():
                 labels = self.ctc.argmax(encoded)
             encoded, encoded_lengths = compress_by_ctc(encoded, encoded_lengths, labels, blank_id=CTC_BLANK_ID)
+        # Frames past an utterance's end hold whatever the frontend made of the batch's padding: zero them, so that
+        # the adapter's last window reads what it reads for the utterance alone (or from a dump of its features).
+        valid = torch.arange(encoded.size(1), device=encoded.device)[None] < encoded_lengths[:, None]
+        encoded = encoded * valid[..., None].to(encoded.dtype)
         speech_embeds, speech_lengths = self.adapter(encoded, encoded_lengths)
         speech_embeds = self.speech_norm(speech_embeds) * self.speech_scale
         return speech_embeds.to(self.llm.get_input_embeddings().weight.dtype), speech_lengths
@@ -133,6 +153,13 @@ class SpeechLLM(AbsESPnetModel):
             prefix[i, width - row.size(0):] = row
             mask[i, width - row.size(0):] = 1
         return prefix, mask
+
+    def ctc_input(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, speech_embeds: torch.Tensor,
+                  speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """What the CTC head reads: the encoder output, or the speech embeddings (ctc_head llm_embeddings)."""
+        if self.ctc_on_speech_embeddings:
+            return speech_embeds, speech_lengths
+        return encoded, encoded_lengths
 
     # ---- LLM side ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -211,7 +238,8 @@ class SpeechLLM(AbsESPnetModel):
             if text_ctc is None:
                 raise ValueError("model_conf.ctc_weight > 0 but the batch has no 'text_ctc': use the preprocessor")
             text_ctc = text_ctc[:, : max(1, int(text_ctc_lengths.max()))]
-            loss_ctc = self.ctc(encoded, encoded_lengths, text_ctc, text_ctc_lengths)
+            ctc_in, ctc_lengths = self.ctc_input(encoded, encoded_lengths, speech_embeds, speech_embeds_lengths)
+            loss_ctc = self.ctc(ctc_in, ctc_lengths, text_ctc, text_ctc_lengths)
             stats["loss_ctc"] = loss_ctc.detach()
             loss = (1 - self.ctc_weight) * loss_llm + self.ctc_weight * loss_ctc
         if self.matching_weight > 0:

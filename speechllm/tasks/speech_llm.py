@@ -37,18 +37,21 @@ from espnet2.layers.utterance_mvn import UtteranceMVN
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.trainer import Trainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
 from speechllm.models.adapters import ADAPTERS
+from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
 from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
 from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
+from speechllm.tasks.conf_types import type_problem
+from speechllm.tasks.safe_args import safe_dict_options
 from speechllm.text.tokenizers import (CTC_TOKEN_TYPES, LLMVocabCTCTokenizer, SpeechLLMPreprocessor,
                                        make_ctc_tokenizer)
+from speechllm.train.trainer import SpeechLLMTrainer
 
 ensure_s3prl_importable()
 
@@ -82,6 +85,9 @@ DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype=
                         gradient_checkpointing=False)
 DEFAULT_MODEL_CONF = dict(
     ctc_weight=0.0,              # weight of the CTC head's loss (needs a CTC vocabulary); the LLM's: 1 - ctc_weight
+    ctc_head="encoder",          # encoder: a linear CTC layer on the encoder output (ESPnet's CTC, ctc_conf);
+                                 # llm_embeddings: on the speech embeddings, against the LLM's token embeddings
+                                 # (models/embedding_ctc.py; needs ctc_token_type llm)
     ctc_compress=False,          # the LLM reads one averaged encoder frame per CTC label (models/ctc_compress.py)
     matching_weight=0.0,         # weight of the speech-to-text-embedding matching loss (models/matching.py)
     lsm_weight=0.0,              # label smoothing of the LLM loss
@@ -94,9 +100,23 @@ DEFAULT_MODEL_CONF = dict(
 )
 
 
+CTC_HEADS = ("encoder", "llm_embeddings")
+
+
 def ctc_token_type(args: argparse.Namespace) -> str:
     """``--ctc_token_type``; configs written before the option existed have none and mean ``bpe``."""
     return getattr(args, "ctc_token_type", "bpe")
+
+
+# ESPnet data types that hold a frozen frontend's outputs (utils/dump_frontend.sh) rather than audio.
+FEATURE_TYPES = ("kaldi_ark", "npy")
+
+
+def speech_is_features(args: argparse.Namespace) -> bool:
+    """Whether the training data's ``speech`` is dumped frontend output ``(frames, dims)`` rather than audio."""
+    triples = (getattr(args, "train_data_path_and_name_and_type", None) or []) + \
+        (getattr(args, "valid_data_path_and_name_and_type", None) or [])
+    return any(name == "speech" and kind in FEATURE_TYPES for _, name, kind in triples)
 
 
 def build_part(option: str, cls: type, conf: Optional[dict], **given):
@@ -115,9 +135,15 @@ def build_part(option: str, cls: type, conf: Optional[dict], **given):
 
 
 def check_conf_keys(option: str, conf: dict, defaults: dict) -> dict:
+    """``{**defaults, **conf}``; an unknown key, or a value whose type differs from its default's, is an error."""
+    if not isinstance(conf, dict):
+        raise ValueError(f"{option}: expected a mapping of {sorted(defaults)}, got {conf!r}")
     unknown = sorted(set(conf) - set(defaults))
     if unknown:
         raise ValueError(f"{option}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
+    wrong = [p for p in (type_problem(k, v, defaults[k]) for k, v in conf.items()) if p]
+    if wrong:
+        raise ValueError(f"{option}.{wrong[0]}" + "".join(f"; {option}.{p}" for p in wrong[1:]))
     return {**defaults, **conf}
 
 
@@ -139,7 +165,11 @@ def freeze_parameters(model: torch.nn.Module, prefixes: List[str]) -> None:
 class SpeechLLMTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices, adapter_choices]
-    trainer = Trainer
+    trainer = SpeechLLMTrainer  # ESPnet's, with weights_only loading and atomic checkpoint writes
+
+    @classmethod
+    def get_parser(cls):
+        return safe_dict_options(super().get_parser())  # --x_conf values through yaml.safe_load, never eval()
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -174,7 +204,8 @@ class SpeechLLMTask(AbsTask):
             return None
         llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
         return SpeechLLMPreprocessor(train=train, llm_name_or_path=llm_conf["name_or_path"],
-                                     ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args))
+                                     ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args),
+                                     speech_is_features=speech_is_features(args))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -220,7 +251,14 @@ class SpeechLLMTask(AbsTask):
         adapter = build_part("speech_adapter", adapter_choices.get_class(args.speech_adapter), args.speech_adapter_conf,
                              input_size=encoder_size, output_size=llm.config.hidden_size)
         ctc = None
-        if ctc_tokenizer is not None:
+        if model_conf["ctc_head"] not in CTC_HEADS:
+            raise ValueError(f"model_conf.ctc_head: '{model_conf['ctc_head']}' is not one of {list(CTC_HEADS)}")
+        if ctc_tokenizer is not None and model_conf["ctc_head"] == "llm_embeddings":
+            if not isinstance(ctc_tokenizer, LLMVocabCTCTokenizer):
+                raise ValueError("model_conf.ctc_head llm_embeddings scores the LLM's own tokens: set "
+                                 "ctc_token_type: llm (and no --ctc_bpemodel)")
+            ctc = EmbeddingCTC(ctc_tokenizer.vocab_size, lambda: llm.get_input_embeddings().weight)
+        elif ctc_tokenizer is not None:
             ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
                              encoder_output_size=encoder_size)
         model = SpeechLLM(

@@ -78,8 +78,9 @@ class SpeechLLMPreprocessor:
     """Turns the ``text`` string into LLM ids (``text``) and, with a CTC BPE model, CTC ids (``text_ctc``)."""
 
     def __init__(self, train: bool, llm_name_or_path: str, ctc_bpemodel: Optional[str] = None,
-                 text_name: str = "text", ctc_token_type: str = "bpe"):
+                 text_name: str = "text", ctc_token_type: str = "bpe", speech_is_features: bool = False):
         self.train = train
+        self.speech_is_features = speech_is_features  # (frames, dims) from a frozen frontend's dump
         self.llm_name_or_path = llm_name_or_path
         self.ctc_bpemodel = ctc_bpemodel
         self.ctc_token_type = ctc_token_type
@@ -112,7 +113,11 @@ class SpeechLLMPreprocessor:
                 data[self.text_name + "_ctc"] = np.array(self.ctc.encode(text), dtype=np.int64)
         if "speech" in data:
             speech = np.asarray(data["speech"])
-            if speech.ndim != 1:
+            if self.speech_is_features:
+                if speech.ndim != 2:
+                    raise ValueError(f"utterance '{uid}': dumped frontend features have shape {speech.shape}; "
+                                     "expected (frames, dims): dump them with utils/dump_frontend.sh")
+            elif speech.ndim != 1:
                 raise ValueError(
                     f"utterance '{uid}': speech has shape {speech.shape}; speechllm expects mono audio "
                     "(dump it with utils/dump_audio.sh --channel N)"

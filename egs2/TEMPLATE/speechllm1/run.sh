@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # An example run.sh: a corpus sets its data sets and configs here and passes the rest through to speechllm.sh.
-# ./run.sh --help lists every option; e.g. ./run.sh --stage 7 --ngpu 1 --train_args "--max_epoch 5"
+# ./run.sh --help lists every option; e.g. ./run.sh --stage 8 --ngpu 1 --train_args "--max_epoch 5"
 set -euo pipefail
 
 train_set=train

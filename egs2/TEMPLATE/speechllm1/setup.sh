@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # setup.sh: creates a new recipe from this template, as ESPnet's egs2/TEMPLATE/asr1/setup.sh does.
 #   egs2/TEMPLATE/speechllm1/setup.sh egs2/<corpus>/speechllm1
-# Copies what each corpus edits (run.sh, conf/, local/) and links what all recipes of an installation share
-# (speechllm.sh, path.sh, cmd.sh: the job backends, db.sh: corpus locations, utils/), so that a fix or a site
-# setting made once in the template reaches every recipe.
+# Copies what each corpus edits (run.sh, conf/, local/, db.sh: where its corpus lives) and links what all recipes
+# of an installation share (speechllm.sh, path.sh, cmd.sh: the job backends, utils/), so that a fix or a site
+# setting made once in the template reaches every recipe, and editing the new recipe's files never edits the
+# template.
 set -euo pipefail
 
 if [[ $# -ne 1 || $1 == -* ]]; then
@@ -32,15 +33,16 @@ for file in run.sh conf local speechllm.sh path.sh cmd.sh db.sh; do
 done
 
 mkdir -p "${target}"
-for file in run.sh conf local; do
+for file in run.sh conf local db.sh; do
     cp -R "${template}/${file}" "${target}/"
 done
-for file in speechllm.sh path.sh cmd.sh db.sh; do
+for file in speechllm.sh path.sh cmd.sh; do
     ln -s "$(realpath --relative-to="${target}" "${template}/${file}")" "${target}/${file}"
 done
 ln -s "$(realpath --relative-to="${target}" "${main_root}/utils")" "${target}/utils"
 
-echo "Created ${target}: copied run.sh conf/ local/; linked speechllm.sh path.sh cmd.sh db.sh utils."
+echo "Created ${target}: copied run.sh conf/ local/ db.sh; linked speechllm.sh path.sh cmd.sh utils."
 echo "Next: write ${target}/local/data.sh for your corpus (its placeholder says what it must produce),"
-echo "put your configs in ${target}/conf/, set the data sets and configs in ${target}/run.sh, then"
+echo "set its location in ${target}/db.sh, adapt the example configs in ${target}/conf/ (train.yaml,"
+echo "decode.yaml), set the data sets and configs in ${target}/run.sh, then"
 echo "cd ${target} && ./run.sh"

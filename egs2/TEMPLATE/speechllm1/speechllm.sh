@@ -24,13 +24,19 @@ test_sets=                   # Test data dirs under data/, space separated, e.g.
 speed_perturb_factors=       # Speed perturbation of the training set, e.g. "0.9 1.0 1.1" (empty: none).
 fs=16000                     # Sampling rate of the dumped audio (Hz).
 audio_format=flac            # Format of the dumped audio: flac or wav.
+resample=false               # true: audio at another sample rate is resampled to --fs (false: it is an error).
+channel=-1                   # Channel kept of multi-channel audio, 0-based (-1: multi-channel audio is an error).
 min_duration=0.1             # Shorter training/validation utterances are removed (seconds).
 max_duration=20              # Longer training/validation utterances are removed (seconds).
 # Tokens and LLM
 token_dir=data/token_list    # Token models (CTC BPE) and tokenizer reports.
 ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: none, or CTC on the LLM's tokens).
 llm=                         # Pretrained LLM: folder, .gguf file or hub name (empty: the train config's).
+                             # A .gguf file is dequantised once by stage 5 into ${expdir}/llm/<name>, used from then on.
 toy_llm_config=              # YAML of a random-init LLM made in stage 5 and used when --llm is empty.
+# Frozen frontend
+dump_frontend=false          # true: run the train config's frozen frontend once (stage 6); train and decode from it.
+frontend_batch_size=8        # Utterances per frontend call in stage 6.
 # Training
 train_config=                # Training config (ESPnet YAML).
 train_args=                  # Extra options of speechllm.bin.speechllm_train, e.g. "--max_epoch 1".
@@ -51,11 +57,12 @@ STAGES=(
     "3|Audio dumping and validation|dump_audio|train_set valid_set test_sets"
     "4|Length filtering of training and validation data|filter_lengths|train_set valid_set"
     "5|Token models (CTC BPE, LLM tokenizer report, toy LLM)|prepare_tokens|train_set"
-    "6|Shape and feature statistics (collect_stats)|collect_stats|train_set valid_set train_config"
-    "7|Training|train_model|train_set valid_set train_config"
-    "8|Decoding|decode|test_sets decode_config model_tag"
-    "9|Scoring|score|test_sets decode_config model_tag"
-    "10|Packing the model|pack_model|model_tag"
+    "6|Frozen frontend outputs (with --dump_frontend true)|dump_frontend_outputs|train_set valid_set train_config"
+    "7|Shape and feature statistics (collect_stats)|collect_stats|train_set valid_set train_config"
+    "8|Training|train_model|train_set valid_set train_config"
+    "9|Decoding|decode|test_sets decode_config model_tag"
+    "10|Scoring|score|test_sets decode_config model_tag"
+    "11|Packing the model|pack_model|model_tag"
 )
 
 list_stages() {
@@ -132,7 +139,7 @@ need_model_file() {
         [[ -e ${file} ]] && available+=" ${file##*/}"
     done
     need_file "${model_dir}/${inference_model}" \
-        "run stage 7 first, or choose another --inference_model (${model_dir} has:${available:- no .pth file})"
+        "run stage 8 first, or choose another --inference_model (${model_dir} has:${available:- no .pth file})"
 }
 
 # num_parts MAX FILE...: how many jobs to split FILEs into: MAX, or fewer when a FILE has fewer lines.
@@ -156,10 +163,21 @@ split_scp() {
         '{ print > (prefix "." (int((NR - 1) * parts / lines) + 1) ".scp") }' "$1"
 }
 
+# speech_scp SET: what the model reads of SET: its audio (wav.scp), or with --dump_frontend true the frozen
+# frontend's outputs (feats.scp, stage 6); ${speech_type} is the matching ESPnet data type.
+speech_scp() {
+    if ${dump_frontend}; then
+        echo "${dumpdir}/frontend/$1/feats.scp"
+    else
+        echo "${dumpdir}/$1/wav.scp"
+    fi
+}
+
 # set_training_args: the arguments stages 6 and 7 share, in arrays llm_args, data_args and extra_train_args.
 set_training_args() {
     llm_args=()
     if [[ -n ${llm} ]]; then
+        [[ -z ${gguf_llm} ]] || ${dry_run} || need_file "${llm}/config.json" "run stage 5 first (it converts ${gguf_llm})"
         llm_args+=(--llm_conf "name_or_path=${llm}")
     fi
     # The option decides, not a leftover file: a CTC head over the LLM's tokens (ctc_token_type: llm) takes no BPE.
@@ -168,11 +186,15 @@ set_training_args() {
         llm_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
     fi
     data_args=(
-        --train_data_path_and_name_and_type "${dumpdir}/${train_set}/wav.scp,speech,sound"
+        --train_data_path_and_name_and_type "$(speech_scp "${train_set}"),speech,${speech_type}"
         --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text"
-        --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/wav.scp,speech,sound"
+        --valid_data_path_and_name_and_type "$(speech_scp "${valid_set}"),speech,${speech_type}"
         --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text"
     )
+    if ${dump_frontend}; then
+        ${dry_run} || run_cmd utils/dump_frontend.sh --verify --config "${train_config}" \
+            "${dumpdir}/frontend/${train_set}" > /dev/null
+    fi
     # Split on white space, as ESPnet's asr.sh does with its --asr_args.
     read -r -a extra_train_args <<< "${train_args}"
 }
@@ -261,6 +283,7 @@ dump_audio() {
         need_file "data/${x}/wav.scp" "run stage 1 (and stage 2 with --speed_perturb_factors) first"
         log "Reads data/${x}, writes ${out}"
         run_cmd utils/dump_audio.sh --nj "${nj}" --cmd "${data_cmd}" --fs "${fs}" --audio_format "${audio_format}" \
+            --resample "${resample}" --channel "${channel}" \
             "data/${x}" "${out}"
         run_cmd utils/validate_data_dir.sh "${out}"
     done
@@ -287,6 +310,9 @@ prepare_tokens() {
     if ${make_toy_llm}; then
         opts+=(--toy_llm_config "${toy_llm_config}" --toy_llm_dir "${llm}")
         log "Reads ${dumpdir}/${train_set}/text and ${toy_llm_config}, writes ${token_dir} and ${llm}"
+    elif [[ -n ${gguf_llm} ]]; then
+        opts+=(--llm "${gguf_llm}" --convert_gguf_to "${llm}")
+        log "Reads ${dumpdir}/${train_set}/text and ${gguf_llm}, writes ${token_dir} and ${llm}"
     else
         if [[ -n ${llm} ]]; then
             opts+=(--llm "${llm}")
@@ -296,19 +322,35 @@ prepare_tokens() {
     run_cmd python3 -m speechllm.bin.prepare_tokens "${opts[@]}"
 }
 
+dump_frontend_outputs() {
+    local x
+    if ! ${dump_frontend}; then
+        log "--dump_frontend false: the frontend runs inside training and decoding; nothing to do"
+        return 0
+    fi
+    local -a sets
+    mapfile -t sets < <(unique_words "${train_set}" "${valid_set}" "${test_set_list[@]}")
+    for x in "${sets[@]}"; do
+        need_file "${dumpdir}/${x}/wav.scp" "run stages 3 and 4 first"
+        log "Reads ${dumpdir}/${x} and the frontend of ${train_config}, writes ${dumpdir}/frontend/${x}"
+        run_cmd utils/dump_frontend.sh --nj "${nj}" --cmd "${data_cmd}" --batch_size "${frontend_batch_size}" \
+            --config "${train_config}" "${dumpdir}/${x}" "${dumpdir}/frontend/${x}"
+    done
+}
+
 collect_stats() {
     local logdir=${stats_dir}/logdir parts i
     local -a input_dirs=()
-    need_file "${dumpdir}/${train_set}/wav.scp" "run stage 4 first"
-    need_file "${dumpdir}/${valid_set}/wav.scp" "run stage 4 first"
-    parts=$(num_parts "${nj}" "${dumpdir}/${train_set}/wav.scp" "${dumpdir}/${valid_set}/wav.scp")
+    need_file "$(speech_scp "${train_set}")" "run stage 4 (and 6 with --dump_frontend true) first"
+    need_file "$(speech_scp "${valid_set}")" "run stage 4 (and 6 with --dump_frontend true) first"
+    parts=$(num_parts "${nj}" "$(speech_scp "${train_set}")" "$(speech_scp "${valid_set}")")
     set_training_args
     log "Reads ${dumpdir}/{${train_set},${valid_set}}, writes ${stats_dir} (${parts} jobs)"
     # A fresh logdir: the launcher skips jobs whose log shows success, which would keep stale statistics.
     run_cmd rm -rf "${logdir}"
     run_cmd mkdir -p "${logdir}"
-    run_cmd split_scp "${dumpdir}/${train_set}/wav.scp" "${parts}" "${logdir}/train"
-    run_cmd split_scp "${dumpdir}/${valid_set}/wav.scp" "${parts}" "${logdir}/valid"
+    run_cmd split_scp "$(speech_scp "${train_set}")" "${parts}" "${logdir}/train"
+    run_cmd split_scp "$(speech_scp "${valid_set}")" "${parts}" "${logdir}/valid"
     launch "${train_cmd}" JOB=1:"${parts}" "${logdir}/stats.JOB.log" \
         python3 -m speechllm.bin.speechllm_train --collect_stats true --use_preprocessor true \
         --config "${train_config}" "${llm_args[@]}" "${data_args[@]}" \
@@ -325,7 +367,7 @@ train_model() {
     local shape
     local -a shape_args=()
     for shape in train/speech_shape train/text_shape valid/speech_shape valid/text_shape; do
-        need_file "${stats_dir}/${shape}" "run stage 6 first"
+        need_file "${stats_dir}/${shape}" "run stage 7 first"
         shape_args+=("--${shape%%/*}_shape_file" "${stats_dir}/${shape}")
     done
     set_training_args
@@ -343,28 +385,29 @@ train_model() {
 }
 
 decode() {
-    local x dir logdir parts
+    local x dir logdir parts scp
     local -a model_file_args=(--model_file "${model_dir}/${inference_model}")
     [[ ${inference_model} == none ]] && model_file_args=()
-    need_file "${model_dir}/config.yaml" "run stage 7 first"
+    need_file "${model_dir}/config.yaml" "run stage 8 first"
     need_model_file
     for x in "${test_set_list[@]}"; do
         dir=$(decode_dir_of "${x}")
         logdir=${dir}/logdir
-        need_file "${dumpdir}/${x}/wav.scp" "run stage 3 first"
-        parts=$(num_parts "${inference_nj}" "${dumpdir}/${x}/wav.scp")
-        log "Reads ${dumpdir}/${x}, writes ${dir} (${parts} jobs)"
+        scp=$(speech_scp "${x}")
+        need_file "${scp}" "run stage 3 (and 6 with --dump_frontend true) first"
+        parts=$(num_parts "${inference_nj}" "${scp}")
+        log "Reads ${scp}, writes ${dir} (${parts} jobs)"
         run_cmd rm -rf "${logdir}"
         run_cmd mkdir -p "${logdir}"
-        run_cmd split_scp "${dumpdir}/${x}/wav.scp" "${parts}" "${logdir}/keys"
+        run_cmd split_scp "${scp}" "${parts}" "${logdir}/keys"
         launch "${decode_cmd}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
             python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
-            --config "${decode_config}" --data_path_and_name_and_type "${dumpdir}/${x}/wav.scp,speech,sound" \
+            --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" \
             --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
             "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" ||
             die "decoding ${x} failed: see ${logdir}/decode.*.log"
         run_cmd merge_decode_outputs "${logdir}" "${parts}" "${dir}"
-        run_cmd check_all_decoded "${dumpdir}/${x}/wav.scp" "${dir}"
+        run_cmd check_all_decoded "${scp}" "${dir}"
     done
 }
 
@@ -372,7 +415,7 @@ score() {
     local x dir unit_and_name
     for x in "${test_set_list[@]}"; do
         dir=$(decode_dir_of "${x}")
-        need_file "${dir}/text" "run stage 8 first"
+        need_file "${dir}/text" "run stage 9 first"
         log "Reads ${dumpdir}/${x}/text and ${dir}/text, writes ${dir}/score_{wer,cer}"
         for unit_and_name in word:wer char:cer; do
             run_cmd python3 -m speechllm.bin.score_text --ref "${dumpdir}/${x}/text" --hyp "${dir}/text" \
@@ -406,7 +449,8 @@ stage_selected() {
 # check_options: the values the script computes with, and every option a selected stage needs, before any runs.
 check_options() {
     local option row number needs skipped hint
-    for option in stage stop_stage nj inference_nj ngpu train_threads ctc_bpe_vocab_size fs inference_batch_size; do
+    for option in stage stop_stage nj inference_nj ngpu train_threads ctc_bpe_vocab_size fs inference_batch_size \
+        frontend_batch_size; do
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
     for skipped in "${skip_stage_list[@]}"; do
@@ -475,6 +519,10 @@ if [[ -z ${model_tag} && -n ${train_config} ]]; then
     model_tag=$(basename "${train_config}" .yaml)
 fi
 model_dir=${expdir}/${model_tag}
+speech_type=sound
+if ${dump_frontend}; then
+    speech_type=kaldi_ark
+fi
 stats_dir=${stats_dir:-${expdir}/stats_${model_tag}}
 # Without a pretrained --llm, stage 5 makes a random-init LLM from --toy_llm_config and later stages use it.
 make_toy_llm=false
@@ -483,6 +531,12 @@ if [[ -z ${llm} && -n ${toy_llm_config} ]]; then
     llm=${expdir}/llm_init
 elif [[ -n ${llm} && -n ${toy_llm_config} ]]; then
     log "--llm ${llm} is given: --toy_llm_config ${toy_llm_config} is not used"
+fi
+# A GGUF LLM is dequantised once (stage 5) instead of in every job that loads it.
+gguf_llm=
+if [[ ${llm} == *.gguf ]]; then
+    gguf_llm=${llm}
+    llm=${expdir}/llm/$(basename "${llm}" .gguf)
 fi
 check_options
 

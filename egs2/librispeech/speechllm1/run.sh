@@ -2,7 +2,7 @@
 # LibriSpeech 960 h (https://www.openslr.org/12): a HuBERT-large -> Qwen2-0.5B speech LLM, for a GPU machine.
 # Set LIBRISPEECH in db.sh first; README.md has the details. ./run.sh --help lists every option, e.g.
 #   ./run.sh --ngpu 1                                            # everything, LoRA on the LLM
-#   ./run.sh --stage 6 --ngpu 1 --train_config conf/train_hubert_qwen2_frozen.yaml   # the frozen-LLM variant
+#   ./run.sh --stage 7 --ngpu 1 --train_config conf/train_hubert_qwen2_frozen.yaml   # the frozen-LLM variant
 set -euo pipefail
 
 train_set=train_960

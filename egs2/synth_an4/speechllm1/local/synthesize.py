@@ -25,27 +25,12 @@ import numpy as np
 from scipy.signal import resample_poly  # imported once here: forked workers inherit it (importing takes ~1 s)
 
 from speechllm.data.cli import parse_bool
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import an4_grammar  # noqa: E402
-import espeak_tts  # noqa: E402
+from speechllm.synth import an4_grammar, espeak
+from speechllm.synth.espeak import ACCENTS, VARIANT_FAMILIES
 
 SPLITS = ("train", "dev", "test")
 PLAN_VERSION = 1  # bump when the plan or the audio processing changes: old audio dirs are then refused
 
-# eSpeak NG language voices: the "accents" of the corpus, shared by all splits.
-ACCENTS = {"us": "en-us", "gb": "en", "sco": "en-gb-scotland", "rp": "en-gb-x-rp", "lan": "en-gb-x-gbclan",
-           "wmd": "en-gb-x-gbcwmd", "car": "en-029", "nyc": "en-us-nyc"}
-# Voice variants (files in espeak-ng-data/voices/!v) that sound like people: no echo, robot or whisper voices.
-# Splits get disjoint variants from each family, so dev and test voices are never heard in training.
-VARIANT_FAMILIES = {
-    "male": ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Gene", "Jacky", "Lee", "Mario",
-             "Michael", "antonio", "ed", "gustave", "ian", "john", "marcelo", "norbert", "pedro", "quincy",
-             "rob", "robert", "travis", "victor"],
-    "female": ["f1", "f2", "f3", "f4", "f5", "Andrea", "Annie", "anika", "belinda", "linda", "steph", "steph2",
-               "grandma", "shelby", "aunty"],
-    "klatt": ["klatt", "klatt2", "klatt3", "klatt4", "edward", "david", "benjamin", "adam", "mike2", "Reed"],
-}
 HELD_OUT_VARIANTS = {"test": {"male": 3, "female": 2, "klatt": 1}, "dev": {"male": 2, "female": 1, "klatt": 1}}
 UTTS_PER_SPEAKER = {"train": 25, "dev": 12, "test": 12}
 RATE_WPM = (130, 190)
@@ -212,15 +197,6 @@ def make_speakers(seed, counts, accents=tuple(sorted(ACCENTS)), hold_out_variant
     return speakers
 
 
-def check_variants_exist(data_path):
-    """eSpeak silently ignores an unknown variant, so check the files ourselves."""
-    variant_dir = Path(data_path) / "voices" / "!v"
-    missing = [v for members in VARIANT_FAMILIES.values() for v in members if not (variant_dir / v).is_file()]
-    if missing:
-        raise RuntimeError(f"voice variants {missing} are missing from {variant_dir}: this espeakng-loader has "
-                           f"other voice data; install the version in tools/constraints.txt")
-
-
 # ---------------------------------------------------------------- plan
 
 def make_plan(seed, counts, accents=tuple(sorted(ACCENTS)), hold_out_variants=True):
@@ -308,7 +284,7 @@ def synthesize_speaker(job):
     (to keep eSpeak's state sequence) but not rewritten.
     """
     utterances, audio_dir, fs = job
-    engine = espeak_tts.ESpeak()
+    engine = espeak.ESpeak()
     results = []
     for utt in utterances:
         engine.set_voice(utt.voice)
@@ -316,7 +292,7 @@ def synthesize_speaker(job):
         engine.set_parameter("pitch", utt.pitch)
         engine.set_parameter("range", utt.pitch_range)
         engine.seed(utt.noise_seed)
-        samples = augment(resample(engine.synthesize(espeak_tts.spoken_form(utt.text)), engine.sample_rate, fs),
+        samples = augment(resample(engine.synthesize(espeak.spoken_form(utt.text)), engine.sample_rate, fs),
                           fs, utt)
         path = wav_path(audio_dir, utt)
         written = not os.path.exists(path)
@@ -342,7 +318,7 @@ def synthesize_all(plan, audio_dir, fs, nj):
         else:
             jobs.append((utterances, audio_dir, fs))
     if jobs:
-        # maxtasksperchild=1: every speaker gets a fresh process, hence a fresh eSpeak (see espeak_tts).
+        # maxtasksperchild=1: every speaker gets a fresh process, hence a fresh eSpeak (see speechllm.synth.espeak)
         context = multiprocessing.get_context("fork")
         with context.Pool(min(nj, len(jobs)), maxtasksperchild=1) as pool:
             for results in pool.imap_unordered(synthesize_speaker, jobs, chunksize=1):
@@ -397,7 +373,7 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     try:
-        check_variants_exist(espeak_tts.import_loader().get_data_path())
+        espeak.check_variants_exist(espeak.import_loader().get_data_path())
         build_corpus(args)
     except (ImportError, RuntimeError) as err:
         sys.exit(f"{Path(__file__).name}: error: {err}")

@@ -3,9 +3,10 @@
 eSpeak NG keeps synthesis state in C statics that neither ``espeak_Terminate`` nor ``espeak_Initialize`` reset
 (the pitch-flutter phase, the gain control), so the same sentence comes out slightly different depending on what
 was spoken before it in the same process. Callers who need reproducible audio must synthesise a fixed sequence
-of sentences in a fresh process (see synthesize.py, one process per speaker).
+of sentences in a fresh process (one process per speaker: speechllm.synth.corpus, egs2/synth_an4's synthesize.py).
 """
 import ctypes
+from pathlib import Path
 
 import numpy as np
 
@@ -18,14 +19,37 @@ POS_CHARACTER = 1
 PARAMETER_IDS = {"rate": 1, "volume": 2, "pitch": 3, "range": 4}
 SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
+# English language voices ("accents"): short name -> eSpeak NG voice.
+ACCENTS = {"us": "en-us", "gb": "en", "sco": "en-gb-scotland", "rp": "en-gb-x-rp", "lan": "en-gb-x-gbclan",
+           "wmd": "en-gb-x-gbcwmd", "car": "en-029", "nyc": "en-us-nyc"}
+# Voice variants (files in espeak-ng-data/voices/!v) that sound like people: no echo, robot or whisper voices.
+# A voice is an accent with a variant: "en-gb-scotland+m3".
+VARIANT_FAMILIES = {
+    "male": ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Gene", "Jacky", "Lee", "Mario",
+             "Michael", "antonio", "ed", "gustave", "ian", "john", "marcelo", "norbert", "pedro", "quincy",
+             "rob", "robert", "travis", "victor"],
+    "female": ["f1", "f2", "f3", "f4", "f5", "Andrea", "Annie", "anika", "belinda", "linda", "steph", "steph2",
+               "grandma", "shelby", "aunty"],
+    "klatt": ["klatt", "klatt2", "klatt3", "klatt4", "edward", "david", "benjamin", "adam", "mike2", "Reed"],
+}
+
 
 def import_loader():
     """The espeakng_loader module, or an ImportError that says how to install it."""
     try:
         import espeakng_loader
     except ImportError as err:
-        raise ImportError(f"synth_an4 needs the Python package espeakng-loader ({err}); {INSTALL_HINT}") from err
+        raise ImportError(f"eSpeak NG needs the Python package espeakng-loader ({err}); {INSTALL_HINT}") from err
     return espeakng_loader
+
+
+def check_variants_exist(data_path):
+    """eSpeak silently ignores an unknown variant, so check the files ourselves."""
+    variant_dir = Path(data_path) / "voices" / "!v"
+    missing = [v for members in VARIANT_FAMILIES.values() for v in members if not (variant_dir / v).is_file()]
+    if missing:
+        raise RuntimeError(f"voice variants {missing} are missing from {variant_dir}: this espeakng-loader has "
+                           f"other voice data; install the version in tools/constraints.txt")
 
 
 def spoken_form(transcript: str) -> str:

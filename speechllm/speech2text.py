@@ -1,0 +1,158 @@
+"""A trained speech LLM, ready to use from Python::
+
+    from speechllm import Speech2Text
+    s2t = Speech2Text.from_pretrained("exp/m/packed.zip")      # a packed model, or its unpacked folder
+    s2t("a.wav")                                               # -> "the transcript"
+    s2t(samples, sample_rate=8000)                             # numpy array or torch tensor, any rate, mono or not
+    s2t(["a.wav", "b.flac"], nbest=3, beam_size=8)             # one batch; n-best lists of (text, score)
+
+Audio at another sample rate is resampled (scipy's polyphase filter); several channels are averaged (with a note in
+the log). ``Speech2Text.decode`` is the low-level call on padded waveform (or dumped feature) batches that the
+recipe's decoding stage uses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from speechllm.decoding.options import DecodingOptions
+from speechllm.decoding.search import BeamSearch, Hypothesis
+
+# Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
+MODEL_FILES = ("model.pth", "valid.acc.ave.pth", "valid.loss.ave.pth")
+AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
+
+
+def load_audio(audio: AudioInput, sample_rate: Optional[int], target_rate: int) -> np.ndarray:
+    """Mono float32 samples at ``target_rate`` from a file path, or an array/tensor at ``sample_rate`` (default:
+    ``target_rate``) shaped (samples,), (samples, channels) or (channels, samples)."""
+    from speechllm.data.audio import resample
+
+    origin = "array"
+    if isinstance(audio, (str, Path)):
+        import soundfile
+
+        origin = str(audio)
+        if sample_rate is not None:
+            raise ValueError(f"{origin}: sample_rate is read from the file; give it only with arrays")
+        try:
+            samples, sample_rate = soundfile.read(origin, dtype="float32", always_2d=True)
+        except (OSError, RuntimeError) as error:  # soundfile's LibsndfileError is a RuntimeError
+            raise ValueError(f"cannot read audio file '{origin}': {error}") from None
+    elif isinstance(audio, (np.ndarray, torch.Tensor)):
+        samples = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio
+        if samples.dtype.kind in "iu":  # integer PCM
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 2 and samples.shape[0] < samples.shape[1]:
+            samples = samples.T  # (channels, samples), as torchaudio gives
+        if samples.ndim not in (1, 2) or samples.size == 0:
+            raise ValueError(f"audio array of shape {tuple(samples.shape)}: expected (samples,) or "
+                             "(samples, channels) with at least one sample")
+    else:
+        raise TypeError(f"cannot transcribe a {type(audio).__name__}: give a file path, a numpy array or a tensor")
+    if samples.ndim == 2:
+        if samples.shape[1] > 1:
+            logging.info(f"{origin}: {samples.shape[1]} channels averaged into one")
+        samples = samples.mean(axis=1)
+    sample_rate = sample_rate or target_rate
+    if sample_rate != target_rate:
+        samples = resample(samples, sample_rate, target_rate).astype(np.float32)
+    return samples
+
+
+class Speech2Text:
+    """A trained speech LLM and its search, ready to call on audio."""
+
+    def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
+                 device: str = "cpu", dtype: str = "float32"):
+        from speechllm.models.llm import load_tokenizer
+        from speechllm.tasks.speech_llm import SpeechLLMTask
+
+        model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
+        if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
+            model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
+        self.model = model.to(dtype=getattr(torch, dtype)).eval()
+        self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
+        self.options = options
+        self.device = device
+        self.dtype = getattr(torch, dtype)
+        self.sample_rate = int((args.frontend_conf or {}).get("fs", 16000))  # what the frontend takes
+        self.search = self._search(options)
+
+    def _search(self, options: DecodingOptions) -> BeamSearch:
+        suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
+        return BeamSearch(self.model, options, eos_id=self.tokenizer.eos_token_id, suppress_ids=suppress)
+
+    @classmethod
+    def from_pretrained(cls, path: str, model_file: Optional[str] = None, device: str = "cpu",
+                        dtype: str = "float32", **decoding) -> "Speech2Text":
+        """A packed model (``packed.zip`` of stage 11), its unpacked folder, or a recipe's model dir (with
+        ``config.yaml`` and one of MODEL_FILES, or ``model_file``). Keyword arguments are decoding options."""
+        from speechllm.bin.pack import resolve_config, unpack
+
+        path = Path(path)
+        options = DecodingOptions.from_dict(decoding, where="Speech2Text.from_pretrained")
+        if path.is_file():
+            train_config, packed_model = unpack(str(path))
+            return cls(train_config, model_file or packed_model, options, device, dtype)
+        if not (path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{path}: neither a packed model (.zip) nor a folder with config.yaml; give "
+                                    "exp/<model>/packed.zip (stage 11) or a model dir")
+        if model_file is None:
+            found = [path / name for name in MODEL_FILES if (path / name).is_file()]
+            if not found:
+                present = sorted(p.name for p in path.glob("*.pth"))
+                raise FileNotFoundError(f"{path} holds none of {list(MODEL_FILES)}; pass model_file= (it has: "
+                                        f"{present or 'no .pth file'})")
+            model_file = str(found[0])
+        packed = (path / "meta.yaml").is_file()  # an unpacked archive: its paths are relative to the folder
+        train_config = str(resolve_config(path) if packed else path / "config.yaml")
+        return cls(train_config, model_file, options, device, dtype)
+
+    # ---- low level: padded batches -------------------------------------------------------------------------
+    def decode(self, speech: torch.Tensor, lengths: Optional[torch.Tensor] = None,
+               search: Optional[BeamSearch] = None) -> List[List[Hypothesis]]:
+        """n-best hypotheses of a padded batch: waveforms (B, samples) or dumped frontend features (B, T, D)."""
+        if speech.dim() == 1:
+            speech = speech[None]
+        if lengths is None:
+            lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long)
+        return (search or self.search)(speech.to(self.device), lengths.to(self.device))
+
+    def text(self, hyp: Hypothesis) -> str:
+        return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())
+
+    # ---- high level: audio in, text out --------------------------------------------------------------------
+    def __call__(self, audio: Union[AudioInput, Sequence[AudioInput]], sample_rate: Optional[int] = None,
+                 nbest: Optional[int] = None, **decoding):
+        """The transcript of one input (a str), or of a list of inputs decoded as one batch (a list of str). With
+        ``nbest=N``: lists of N (text, score) pairs instead. Keyword arguments override decoding options."""
+        single = not isinstance(audio, (list, tuple))
+        inputs = [audio] if single else list(audio)
+        if not inputs:
+            return []
+        search = self.search
+        if nbest is not None or decoding:
+            changes = dict(decoding, **({"nbest": nbest} if nbest is not None else {}))
+            if nbest is not None and "beam_size" not in decoding:
+                changes["beam_size"] = max(self.options.beam_size, nbest)
+            unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(DecodingOptions)})
+            if unknown:
+                raise TypeError(f"Speech2Text: unknown decoding option(s) {unknown}; valid: "
+                                f"{sorted(f.name for f in dataclasses.fields(DecodingOptions))}")
+            search = self._search(dataclasses.replace(self.options, **changes))
+        waves = [torch.from_numpy(load_audio(x, sample_rate, self.sample_rate)) for x in inputs]
+        lengths = torch.tensor([len(w) for w in waves])
+        batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+        nbests = self.decode(batch.to(self.dtype), lengths, search)
+        if nbest is None:
+            results = [self.text(hyps[0]) for hyps in nbests]
+        else:
+            results = [[(self.text(h), h.logprob) for h in hyps] for hyps in nbests]
+        return results[0] if single else results
