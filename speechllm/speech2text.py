@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from speechllm.decoding.options import DecodingOptions
+from speechllm.decoding.scorers import vocab_tag
 from speechllm.decoding.search import BeamSearch, Hypothesis
 
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
@@ -87,7 +88,15 @@ class Speech2Text:
 
     def _search(self, options: DecodingOptions) -> BeamSearch:
         suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
-        return BeamSearch(self.model, options, eos_id=self.tokenizer.eos_token_id, suppress_ids=suppress)
+        lm = lm_vocab = None
+        if options.lm:  # shallow fusion with an external causal LM over the same tokenizer
+            from speechllm.models.llm import load_causal_lm, load_tokenizer
+
+            lm = load_causal_lm(options.lm, finetune="frozen").to(self.device, self.dtype)
+            lm_vocab = vocab_tag(load_tokenizer(options.lm))
+        return BeamSearch.for_speech_llm(self.model, options, eos_id=self.tokenizer.eos_token_id,
+                                         suppress_ids=suppress, vocab=vocab_tag(self.tokenizer), lm=lm,
+                                         lm_vocab=lm_vocab, bos_id=self.tokenizer.bos_token_id)
 
     @classmethod
     def from_pretrained(cls, path: str, model_file: Optional[str] = None, device: str = "cpu",
@@ -123,7 +132,9 @@ class Speech2Text:
             speech = speech[None]
         if lengths is None:
             lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long)
-        return (search or self.search)(speech.to(self.device), lengths.to(self.device))
+        with torch.no_grad():
+            encoded = self.model.encode_speech(speech.to(self.device), lengths.to(self.device))
+        return (search or self.search)(encoded)
 
     def text(self, hyp: Hypothesis) -> str:
         return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())

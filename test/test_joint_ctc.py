@@ -2,10 +2,12 @@
 (whose CTC prefix scores are checked against brute force and against torch's own CTC loss)."""
 import itertools
 import math
+import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from speechllm.decoding.ctc_prefix import CTCPrefixScorer
 from speechllm.decoding.options import DecodingOptions
@@ -124,11 +126,38 @@ def test_ctc_head_on_the_llm_embeddings_trains_the_adapter_towards_the_token_emb
     assert embeddings.grad is None
 
 
+def test_toy_llm_taught_to_read_ctc_paths_lends_its_blank_token_to_the_ctc_head(tmp_path):
+    from test_model import SENTENCES, TOY
+
+    from speechllm.bin.prepare_tokens import BLANK_TOKEN, ctc_path, make_toy_llm
+    from speechllm.models.llm import load_tokenizer
+
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump({**TOY, "pretrain_steps": 4, "pretrain_ctc_paths": 0.5}))
+    make_toy_llm(tmp_path / "toy.yaml", SENTENCES, tmp_path / "llm")
+    tokenizer = load_tokenizer(str(tmp_path / "llm"))
+    blank = tokenizer.convert_tokens_to_ids(BLANK_TOKEN)
+    assert blank == 4 and tokenizer(BLANK_TOKEN, add_special_tokens=False)["input_ids"] == [blank]
+    path = ctc_path([10, 11, 11], blank, len(tokenizer), random.Random(0), noise=0.0)
+    collapsed = [t for i, t in enumerate(path) if t != blank and (i == 0 or t != path[i - 1])]
+    assert collapsed == [10, 11, 11] or collapsed == [10, 11]  # repeats of 11 merge unless a blank parts them
+    assert [t for t in path if t != blank][:1] == [10] and set(path) <= {10, 11, blank}
+    args = task_args(tmp_path, "--llm_conf", "finetune=full", "--model_conf", "ctc_head=llm_embeddings",
+                     "--model_conf", f"ctc_blank_token={BLANK_TOKEN}", ctc_token_type="llm")
+    model = SpeechLLMTask.build_model(args)
+    assert model.ctc.blank is None and sum(p.numel() for p in model.ctc.parameters()) == 1
+    hidden = torch.randn(1, 3, TOY["hidden_size"])
+    embeddings = model.llm.get_input_embeddings().weight
+    logits = model.ctc.logits(hidden)
+    torch.testing.assert_close(logits[..., 0], (hidden @ embeddings[blank]) * model.ctc.log_scale.exp())
+    assert (logits[..., blank + 1] == torch.finfo(logits.dtype).min).all()  # never a label
+
+
 @pytest.mark.parametrize("extra,message", [
     (("--ctc_token_type", "llm"), "drop one of them"),
     (("--model_conf", "ctc_compress=true", "--model_conf", "ctc_weight=0"), "ctc_compress needs a trained CTC"),
     (("--model_conf", "ctc_head=llm_embeddings"), "ctc_head llm_embeddings scores the LLM's own tokens"),
     (("--model_conf", "ctc_head=decoder"), "model_conf.ctc_head: 'decoder' is not one of"),
+    (("--model_conf", "ctc_blank_token=<blank>"), "ctc_blank_token applies to ctc_head llm_embeddings only"),
 ])
 def test_ctc_conflicts_are_named(tokens_dir, extra, message):  # noqa: F811
     with pytest.raises(ValueError, match=message):
@@ -155,7 +184,8 @@ def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, we
     batch = make_batch(args)
     options = DecodingOptions(beam_size=3, nbest=3, max_length=6, max_length_ratio=0, length_penalty=0,
                               ctc_weight=weight, ctc_pre_beam=8)
-    hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    hyps = BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id)(
+        model.encode_speech(batch["speech"], batch["speech_lengths"]))
     with torch.no_grad():
         encoded, encoded_lengths = model.encode(batch["speech"], batch["speech_lengths"])
         speech_embeds, speech_lengths = model.speech_embeddings(encoded, encoded_lengths)
@@ -178,6 +208,6 @@ def test_joint_decoding_scores_are_llm_plus_ctc_sequence_logprobs(tokens_dir, we
 def test_joint_decoding_needs_ctc_over_the_llm_tokens(tokens_dir):  # noqa: F811
     model = SpeechLLMTask.build_model(task_args(tokens_dir)).eval()  # CTC over its own BPE
     with pytest.raises(ValueError, match="ctc_token_type: llm"):
-        BeamSearch(model, DecodingOptions(ctc_weight=0.5), eos_id=model.eos_id)
+        BeamSearch.for_speech_llm(model, DecodingOptions(ctc_weight=0.5), eos_id=model.eos_id)
     with pytest.raises(ValueError, match="ctc_weight must be in"):
         DecodingOptions(ctc_weight=1.5)

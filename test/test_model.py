@@ -9,7 +9,7 @@ import yaml
 from speechllm.bin.prepare_tokens import make_toy_llm, train_bpe
 from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.search import BeamSearch, NoRepeatNGram
-from speechllm.models.llm import trainable_parameter_count
+from speechllm.models.llm import load_causal_lm, trainable_parameter_count
 from speechllm.tasks.speech_llm import SpeechLLMTask
 
 SENTENCES = ["one two three four five", "p i t t s b u r g h", "march fifth nineteen ninety",
@@ -105,6 +105,32 @@ def test_bad_config_names_the_key(tokens_dir, key, value, message):
     assert message in str(error.value)
 
 
+def test_llm_folder_of_another_kind_is_named(tokens_dir, tmp_path):
+    from transformers import WhisperConfig
+
+    WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                  vocab_size=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                  decoder_start_token_id=1).save_pretrained(tmp_path / "whisper")
+    with pytest.raises(ValueError, match="is a 'whisper' model, not a decoder-only LLM .* speech encoder's folder"):
+        load_causal_lm(str(tmp_path / "whisper"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="'.*empty' has no config.json"):
+        load_causal_lm(str(tmp_path / "empty"))
+
+
+def test_prompt_or_utterance_longer_than_the_llm_context_is_explained(tokens_dir):
+    long_prompt = " ".join(["one two three four five"] * 120)
+    with pytest.raises(ValueError, match="model_conf.prompt and prompt_suffix take .* tokens, half or more of the "
+                                         "LLM's context of 1024 positions"):
+        SpeechLLMTask.build_model(task_args(tokens_dir, "--model_conf", f"prompt='{long_prompt}'"))
+    args = task_args(tokens_dir)
+    model = SpeechLLMTask.build_model(args)
+    model.max_positions = 20  # as if the LLM's context were short: a 1 s utterance and its text do not fit
+    with pytest.raises(ValueError, match=r"an utterance needs \d+ LLM positions .* more than the LLM's context of 20: "
+                                         r"leave out long utterances \(run.sh --max_duration\)"):
+        model(**make_batch(args, lengths=(16000,), texts=["one two three"]))
+
+
 def test_registry_typo_is_rejected(tokens_dir, capsys):
     with pytest.raises(SystemExit):
         task_args(tokens_dir, "--encoder", "conformr")
@@ -137,7 +163,8 @@ def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size
     batch = make_batch(args)
     options = DecodingOptions(beam_size=beam_size, nbest=beam_size, max_length=6, max_length_ratio=0,
                               length_penalty=0)
-    hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    hyps = BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id)(
+        model.encode_speech(batch["speech"], batch["speech_lengths"]))
     with torch.no_grad():
         prefix, mask = model.speech_prefix(*model.speech_embeddings(*model.encode(batch["speech"],
                                                                                   batch["speech_lengths"])))
@@ -153,14 +180,16 @@ def test_beam_search_nbest_is_sorted_and_bounded(tokens_dir):
     model = SpeechLLMTask.build_model(args).eval()
     batch = make_batch(args, lengths=(12000, 6000))
     options = DecodingOptions(beam_size=3, nbest=3, max_length=5, max_length_ratio=0, length_penalty=0)
-    hyps = BeamSearch(model, options, eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    hyps = BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id)(
+        model.encode_speech(batch["speech"], batch["speech_lengths"]))
     for nbest in hyps:
         assert 1 <= len(nbest) <= 3
         assert all(len(h.token_ids) <= 5 for h in nbest)
         scores = [h.score for h in nbest]
         assert scores == sorted(scores, reverse=True)
-    greedy = BeamSearch(model, DecodingOptions(beam_size=1, max_length=5, max_length_ratio=0, length_penalty=0),
-                        eos_id=model.eos_id)(batch["speech"], batch["speech_lengths"])
+    greedy = BeamSearch.for_speech_llm(model, DecodingOptions(beam_size=1, max_length=5, max_length_ratio=0,
+                                                              length_penalty=0), eos_id=model.eos_id)(
+        model.encode_speech(batch["speech"], batch["speech_lengths"]))
     # A wider beam never finds a worse best hypothesis than greedy under the same (raw log-prob) score.
     for wide, narrow in zip(hyps, greedy):
         assert wide[0].logprob >= narrow[0].logprob - 1e-4

@@ -26,7 +26,10 @@ TOY_LLM_DEFAULTS = dict(
     architecture="llama", vocab_size=256, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, seed=0,
     pretrain_steps=0, pretrain_batch_size=32, pretrain_lr=0.002,
+    # Share of pretraining examples that are CTC paths -> transcript (see pretrain_on_text); > 0 adds <blank>.
+    pretrain_ctc_paths=0.0, pretrain_path_noise=0.1,
 )
+BLANK_TOKEN = "<blank>"  # the CTC blank as a token of the toy LLM (model_conf.ctc_blank_token)
 ARCHITECTURES = {"llama": "LlamaConfig", "qwen2": "Qwen2Config"}
 
 
@@ -50,14 +53,15 @@ def train_bpe(sentences: list, model_prefix: Path, vocab_size: int) -> None:
         Path(corpus).unlink()
 
 
-def train_llm_tokenizer(sentences: list, vocab_size: int):
+def train_llm_tokenizer(sentences: list, vocab_size: int, blank: bool = False):
     """A SentencePiece-style BPE (``▁`` marks word starts, every word included) as a transformers tokenizer with
-    ids unk=0, bos=1, eos=2, pad=3. Built with the tokenizers library: converting a sentencepiece model instead
-    drops the ``▁`` of the first word, so a word's first occurrence would be split differently from the others."""
+    ids unk=0, bos=1, eos=2, pad=3 (and <blank>=4 with ``blank``). Built with the tokenizers library: converting a
+    sentencepiece model instead drops the ``▁`` of the first word, so a word's first occurrence would be split
+    differently from the others."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    specials = ["<unk>", "<s>", "</s>", "<pad>"] + ([BLANK_TOKEN] if blank else [])
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
@@ -66,7 +70,7 @@ def train_llm_tokenizer(sentences: list, vocab_size: int):
         raise SystemExit(f"prepare_tokens: the transcripts have {backend.get_vocab_size()} distinct symbols, more "
                          f"than vocab_size {vocab_size} of the toy LLM config; raise vocab_size")
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+                                   pad_token="<pad>", additional_special_tokens=[BLANK_TOKEN] if blank else None)
 
 
 def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
@@ -82,10 +86,10 @@ def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
     if conf["architecture"] not in ARCHITECTURES:
         raise SystemExit(f"{config_file}: architecture '{conf['architecture']}' not in {sorted(ARCHITECTURES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_llm_tokenizer(sentences, conf["vocab_size"])
+    tokenizer = train_llm_tokenizer(sentences, conf["vocab_size"], blank=conf["pretrain_ctc_paths"] > 0)
     tokenizer.save_pretrained(out_dir)
     config_class = getattr(transformers, ARCHITECTURES[conf.pop("architecture")])
-    pretrain = {key: conf.pop(f"pretrain_{key}") for key in ("steps", "batch_size", "lr")}
+    pretrain = {key: conf.pop(f"pretrain_{key}") for key in ("steps", "batch_size", "lr", "ctc_paths", "path_noise")}
     torch.manual_seed(conf.pop("seed"))
     config = config_class(bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=True, **conf)
     model = transformers.AutoModelForCausalLM.from_config(config)
@@ -96,23 +100,56 @@ def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
     logging.info(f"toy LLM: {type(model).__name__}, {params:,} parameters, vocabulary {conf['vocab_size']} -> {out_dir}")
 
 
-def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: int, lr: float) -> None:
+def ctc_path(ids: list, blank: int, vocab_size: int, rng, noise: float) -> list:
+    """A CTC-like path of ``ids``: each token repeated 1-3 times, blanks between some of them, and a share ``noise``
+    of the tokens replaced by random ones (recognition errors the reader must live with)."""
+    path = []
+    for token in ids:
+        if rng.random() < noise:
+            token = rng.randrange(blank + 1, vocab_size)
+        path += [token] * rng.randint(1, 3)
+        if rng.random() < 0.5:
+            path += [blank] * rng.randint(1, 2)
+    return path
+
+
+def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: int, lr: float,
+                     ctc_paths: float = 0.0, path_noise: float = 0.1) -> None:
     """Causal-LM training on the transcripts, as an LLM is pretrained on text before it meets speech: the speech
-    LLM then starts from a model that knows the language, and only has to learn to listen."""
+    LLM then starts from a model that knows the language, and only has to learn to listen.
+
+    With ``ctc_paths`` > 0, that share of the examples is ``[BOS, CTC path of a sentence, sentence, EOS]`` with the
+    loss on the sentence only: the toy LLM learns to read token runs and blanks (the form of the speech embeddings
+    under ``model_conf.ctc_head: llm_embeddings`` with ``ctc_blank_token: <blank>``) and write what they spell.
+    A pretrained LLM brings that reading ability from its own pretraining; a 3-layer toy LLM does not learn it
+    from 1500 utterances of speech in minutes."""
+    import random
+
     import torch
 
-    rows = [[tokenizer.bos_token_id, *tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-            for s in sentences if s]
+    rng = random.Random(0)
+    blank = tokenizer.convert_tokens_to_ids(BLANK_TOKEN) if ctc_paths > 0 else None
+    sentence_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences if s]
+
+    def example(ids: list) -> tuple:
+        """(input ids, labels): the labels cover what the speech LLM is trained to write."""
+        if blank is not None and rng.random() < ctc_paths:
+            head = [tokenizer.bos_token_id] + ctc_path(ids, blank, len(tokenizer), rng, path_noise)
+            return head + ids + [tokenizer.eos_token_id], [-100] * len(head) + ids + [tokenizer.eos_token_id]
+        row = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
+        return row, row
+
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
     for step in range(1, steps + 1):
-        picked = [rows[i] for i in torch.randint(len(rows), (batch_size,), generator=generator).tolist()]
-        width = max(map(len, picked))
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in picked])
-        mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in picked])[:, None]).long()
-        labels = ids.masked_fill(mask == 0, -100)
+        picked = [example(sentence_ids[i])
+                  for i in torch.randint(len(sentence_ids), (batch_size,), generator=generator).tolist()]
+        width = max(len(row) for row, _ in picked)
+        ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row, _ in picked])
+        labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in picked])
+        mask = (torch.arange(width)[None] < torch.tensor([len(row) for row, _ in picked])[:, None]).long()
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()

@@ -16,6 +16,9 @@ class DecodingOptions:
     no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size (cuts looping insertions); 0: off
     ctc_weight: float = 0.0  # joint CTC/LLM decoding: score = (1 - w) LLM + w CTC prefix score; 0: LLM alone
     ctc_pre_beam: int = 0  # tokens per beam (the LLM's best) that CTC scores; 0: 1.5 x beam_size
+    lm: str = ""  # an external causal LM over the speech LLM's tokenizer (folder, .gguf or hub name): shallow fusion
+    lm_weight: float = 0.0  # its weight: score += lm_weight x LM log-probability
+    length_bonus: float = 0.0  # score += length_bonus per emitted token (ESPnet's length_bonus)
 
     def __post_init__(self):
         problems = []
@@ -33,6 +36,9 @@ class DecodingOptions:
             problems.append(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if not 0.0 <= self.ctc_weight <= 1.0:
             problems.append(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.lm_weight < 0 or (self.lm_weight > 0) != bool(self.lm):
+            problems.append(f"lm_weight ({self.lm_weight}) must be > 0 exactly when an lm is given ({self.lm!r}), "
+                            "and never negative")
         if self.ctc_pre_beam < 0:
             problems.append(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if problems:

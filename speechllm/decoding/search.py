@@ -1,28 +1,38 @@
-"""Beam search over the speech LLM with one KV cache for the whole batch.
+"""Batched beam search over named scorers with weights, one loop for every decoding method.
 
-Small strategy objects compose in one loop: logit filters edit next-token log-probabilities (forbidden tokens,
-minimum length, n-gram repeats, forced end at the length limit), an optional CTC prefix scorer joins the CTC head's
-scores (joint CTC/LLM decoding), a ranker orders finished hypotheses. Each step feeds only the newest token of every
-beam to the LLM; the cache is reordered as beams move.
+The model encodes once (``SpeechInput``); the search composes scorers (speechllm.decoding.scorers: the speech LLM
+with its KV cache, the CTC prefix scorer, an external LM, a length bonus), small logit filters that edit the speech
+LLM's next-token log-probabilities (forbidden tokens, minimum length, n-gram repeats, forced end at the length
+limit) and a ranker of finished hypotheses, as openai-whisper's decoder composes its Inference, filters and ranker.
+Each step:
+
+1. the speech LLM's log-probabilities go through the filters;
+2. every full scorer adds its weighted log-probabilities (a token the filters forbade stays forbidden);
+3. partial scorers (CTC) score only the ``pre_beam`` best tokens of each beam by the speech LLM, and EOS;
+4. each utterance keeps its ``beam_size`` best extensions; hypotheses that chose EOS are finished;
+5. every scorer advances its state to the surviving beams.
+
+A hypothesis's ``logprob`` is the weighted sum of its scorers' log-probabilities, EOS included.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
-from transformers import DynamicCache
 
-from speechllm.decoding.ctc_prefix import CTCPrefixScorer
 from speechllm.decoding.options import DecodingOptions
-from speechllm.text.tokenizers import CTC_BLANK_ID
+from speechllm.decoding.scorers import (CausalLMScorer, CTCScorer, LengthBonus, Scorer, SpeechInput,
+                                        SpeechLLMScorer)
+
+LLM = "llm"  # the speech LLM's scorer: it proposes the candidates and its filters apply
 
 
 @dataclasses.dataclass
 class Hypothesis:
     token_ids: List[int]
-    logprob: float  # sum of token log-probabilities, EOS included (joint decoding: (1 - w) LLM + w CTC)
+    logprob: float  # weighted sum of the scorers' log-probabilities, EOS included
     score: float  # what the ranker sorts by
 
 
@@ -78,47 +88,6 @@ class NoRepeatNGram(LogitFilter):
                 logprobs[beam, banned] = -math.inf
 
 
-class JointCTCScore:
-    """Label-synchronous joint decoding: each candidate's score is (1 - w) LLM + w CTC prefix log-probability.
-
-    The CTC head shares the LLM's tokens (CTC id = LLM id + 1). Only the ``ctc_pre_beam`` best tokens of each beam
-    by the LLM are CTC-scored; the rest drop out, as in ESPnet's pre-beam. EOS scores the whole-utterance CTC
-    probability of the prefix, which is what stops a hallucinating LLM from running on past the speech."""
-
-    def __init__(self, model, encoded: torch.Tensor, encoded_lengths: torch.Tensor, beams_per_utterance: int,
-                 options: DecodingOptions):
-        self.weight = options.ctc_weight
-        self.pre_beam = options.ctc_pre_beam or max(1, int(1.5 * options.beam_size))
-        self.scorer = CTCPrefixScorer(model.ctc.log_softmax(encoded), encoded_lengths, beams_per_utterance,
-                                      blank_id=CTC_BLANK_ID)
-        self.state = self.scorer.initial_state()
-        self.pending = None
-
-    def scores(self, llm_logprobs: torch.Tensor, eos_id: int) -> torch.Tensor:
-        """Joint scores ``(beams, vocab)`` of every next token, -inf for those outside the pre-beam."""
-        w = self.weight
-        top = llm_logprobs.topk(min(self.pre_beam, llm_logprobs.size(-1)), dim=-1)
-        candidates = top.indices
-        live = top.values > -math.inf
-        psi, r_nonblank, r_blank = self.scorer.extend(self.state, candidates + 1)  # + 1: past the CTC blank
-        joint = torch.full_like(llm_logprobs, -math.inf)
-        joint.scatter_(1, candidates, torch.where(
-            live, (1 - w) * top.values + w * (psi - self.state.psi[:, None]), torch.full_like(psi, -math.inf)))
-        eos_llm = llm_logprobs[:, eos_id]
-        eos_ctc = self.scorer.final_scores(self.state) - self.state.psi
-        # where(): with w = 1, 0 * -inf would be NaN for an EOS that a filter forbade.
-        joint[:, eos_id] = torch.where(eos_llm > -math.inf, (1 - w) * eos_llm + w * eos_ctc, eos_llm)
-        self.pending = candidates, psi, r_nonblank, r_blank
-        return joint
-
-    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
-        """Beam ``i`` is now beam ``rows[i]`` extended by ``new_tokens[i]`` (EOS on dead beams: state unused)."""
-        candidates, psi, r_nonblank, r_blank = self.pending
-        hit = candidates[rows] == new_tokens[:, None]
-        columns = hit.float().argmax(dim=1)  # rows without a hit are dead beams; their state is never read
-        self.state = CTCPrefixScorer.advance(self.state, rows, columns, candidates + 1, psi, r_nonblank, r_blank)
-
-
 class LengthNormalizedRanker:
     def __init__(self, length_penalty: float):
         self.length_penalty = length_penalty
@@ -128,25 +97,59 @@ class LengthNormalizedRanker:
 
 
 class BeamSearch:
-    """Batched beam search; ``model`` is a :class:`speechllm.models.speech_llm.SpeechLLM`."""
+    """Batched beam search over ``scorers`` (name -> Scorer) weighted by ``weights`` (name -> float); the speech
+    LLM's scorer is named ``llm``. ``BeamSearch.for_speech_llm`` builds the usual set from decoding options."""
 
-    def __init__(self, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = ()):
+    def __init__(self, scorers: Dict[str, Scorer], weights: Dict[str, float], options: DecodingOptions, eos_id: int,
+                 suppress_ids: Sequence[int] = (), max_positions: Optional[int] = None):
+        if LLM not in scorers:
+            raise ValueError(f"the search needs the speech LLM's scorer, named '{LLM}'; got {sorted(scorers)}")
+        missing = sorted(set(scorers) - set(weights))
+        if missing:
+            raise ValueError(f"scorers {missing} have no weight")
+        other = {name: s.vocab for name, s in scorers.items() if s.vocab != scorers[LLM].vocab}
+        if other:
+            raise ValueError(f"scorers {sorted(other)} score other label units than the speech LLM "
+                             f"({scorers[LLM].vocab} vs {other}); scores of different vocabularies cannot be added "
+                             "label by label: give them the speech LLM's tokenizer")
+        self.scorers, self.weights = scorers, weights
+        self.options = options
+        self.eos_id = eos_id
+        self.suppress_ids = [i for i in suppress_ids if i is not None and i != eos_id]
+        self.max_positions = max_positions
+        self.ranker = LengthNormalizedRanker(options.length_penalty)
+
+    @classmethod
+    def for_speech_llm(cls, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = (),
+                       vocab: str = "llm", lm: Optional[torch.nn.Module] = None, lm_vocab: Optional[str] = None,
+                       bos_id: Optional[int] = None) -> "BeamSearch":
+        """The speech LLM (weight 1 - ctc_weight), its CTC head (ctc_weight), an external LM (lm_weight) and a
+        length bonus, as ``options`` asks. ``vocab`` tags the speech LLM's tokenizer (scorers.vocab_tag)."""
         if options.ctc_weight > 0 and not model.ctc_shares_llm_vocab:
             raise ValueError(
                 f"decoding option ctc_weight={options.ctc_weight} needs a CTC head over the LLM's tokens: train "
                 "with ctc_token_type: llm (and model_conf.ctc_weight > 0), or decode with ctc_weight: 0"
             )
-        self.model = model
-        self.options = options
-        self.eos_id = eos_id
-        self.suppress_ids = [i for i in suppress_ids if i is not None and i != eos_id]
-        self.ranker = LengthNormalizedRanker(options.length_penalty)
+        scorers: Dict[str, Scorer] = {LLM: SpeechLLMScorer(model, vocab)}
+        weights = {LLM: 1.0 - options.ctc_weight}
+        if options.ctc_weight > 0:
+            scorers["ctc"], weights["ctc"] = CTCScorer(model, vocab, eos_id), options.ctc_weight
+        if options.lm_weight > 0:
+            if lm is None:
+                raise ValueError("decoding option lm_weight > 0 needs an external LM (decoding option lm)")
+            scorers["lm"] = CausalLMScorer(lm, bos_id if bos_id is not None else eos_id, lm_vocab or vocab)
+            weights["lm"] = options.lm_weight
+        if options.length_bonus:
+            vocab_size = model.llm.get_input_embeddings().weight.size(0)
+            scorers["length_bonus"] = LengthBonus(vocab_size, eos_id, vocab)
+            weights["length_bonus"] = options.length_bonus
+        return cls(scorers, weights, options, eos_id, suppress_ids, model.max_positions)
 
-    def token_limits(self, speech_embed_lengths: torch.Tensor) -> torch.Tensor:
+    def token_limits(self, speech_lengths: torch.Tensor) -> torch.Tensor:
         o = self.options
-        limits = torch.full_like(speech_embed_lengths, o.max_length or torch.iinfo(torch.long).max)
+        limits = torch.full_like(speech_lengths, o.max_length or torch.iinfo(torch.long).max)
         if o.max_length_ratio > 0:
-            by_ratio = torch.ceil(speech_embed_lengths.float() * o.max_length_ratio).long()
+            by_ratio = torch.ceil(speech_lengths.float() * o.max_length_ratio).long()
             limits = torch.minimum(limits, by_ratio)
         return limits.clamp(min=o.min_length + 1)
 
@@ -161,37 +164,52 @@ class BeamSearch:
             chain.append(NoRepeatNGram(o.no_repeat_ngram_size))
         return chain
 
-    @torch.no_grad()
-    def __call__(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Hypothesis]]:
-        model, k = self.model, self.options.beam_size
-        encoded, encoded_lengths = model.encode(speech, speech_lengths)
-        speech_embeds, speech_embeds_lengths = model.speech_embeddings(encoded, encoded_lengths)
-        prefix, mask = model.speech_prefix(speech_embeds, speech_embeds_lengths)
-        batch = prefix.size(0)
-        limits = self.token_limits(speech_embeds_lengths)
-        filters = self.filters(limits.repeat_interleave(k))
-        joint = None
-        if self.options.ctc_weight:
-            ctc_in, ctc_lengths = model.ctc_input(encoded, encoded_lengths, speech_embeds, speech_embeds_lengths)
-            joint = JointCTCScore(model, ctc_in, ctc_lengths, k, self.options)
+    def step_scores(self, tokens: torch.Tensor, step: int, filters: List[LogitFilter]) -> torch.Tensor:
+        """Weighted scores ``(beams, vocab)`` of every next token; -inf for what may not follow."""
+        llm = self.scorers[LLM].scores()
+        for f in filters:
+            f.apply(llm, tokens, step)
+        forbidden = llm == -math.inf
+        total = self.weights[LLM] * llm.masked_fill(forbidden, 0.0)  # 0 * -inf would be NaN with weight 0
+        for name, scorer in self.scorers.items():
+            if name != LLM and not scorer.partial:
+                total = total + self.weights[name] * scorer.scores()
+        partial = [(name, s) for name, s in self.scorers.items() if s.partial]
+        if not partial:
+            return total.masked_fill(forbidden, -math.inf)
+        # Partial scorers see only the speech LLM's best candidates (ESPnet's pre-beam) and EOS; the rest drop out.
+        pre_beam = self.options.ctc_pre_beam or max(1, int(1.5 * self.options.beam_size))
+        top = llm.topk(min(pre_beam, llm.size(-1)), dim=-1)
+        candidates, live = top.indices, top.values > -math.inf
+        picked = total.gather(1, candidates)
+        for name, scorer in partial:
+            picked = picked + self.weights[name] * scorer.partial_scores(candidates)
+        joint = torch.full_like(total, -math.inf)
+        joint.scatter_(1, candidates, torch.where(live, picked, torch.full_like(picked, -math.inf)))
+        eos = total[:, self.eos_id]
+        for name, scorer in partial:
+            eos = eos + self.weights[name] * scorer.end_scores()
+        joint[:, self.eos_id] = torch.where(forbidden[:, self.eos_id], torch.full_like(eos, -math.inf), eos)
+        return joint
 
-        cache = DynamicCache()
-        logits = model.run_llm(prefix, mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
-        # All beams of an utterance start identical: expand after the prefix, let only beam 0 compete at step 0.
-        cache.batch_repeat_interleave(k)
-        logits = logits.repeat_interleave(k, dim=0)
-        mask = mask.repeat_interleave(k, dim=0)
-        beam_logprob = torch.full((batch, k), -math.inf, device=prefix.device)
+    @torch.no_grad()
+    def __call__(self, speech: SpeechInput) -> List[List[Hypothesis]]:
+        k, batch = self.options.beam_size, speech.batch_size
+        device = speech.encoded.device
+        for scorer in self.scorers.values():
+            scorer.start(speech, k)
+        limits = self.token_limits(speech.speech_lengths)
+        if self.max_positions:  # the transcript stops where the LLM's context ends
+            limits = torch.minimum(limits, self.max_positions - 1 - self.scorers[LLM].prefix_lengths)
+        filters = self.filters(limits.repeat_interleave(k))
+        # All beams of an utterance start identical: only beam 0 competes at step 0.
+        beam_logprob = torch.full((batch, k), -math.inf, device=device)
         beam_logprob[:, 0] = 0.0
-        tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=prefix.device)
+        tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
         finished: List[List[Hypothesis]] = [[] for _ in range(batch)]
 
         for step in range(int(limits.max()) + 1):
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            for f in filters:
-                f.apply(logprobs, tokens, step)
-            if joint is not None:
-                logprobs = joint.scores(logprobs, self.eos_id)
+            logprobs = self.step_scores(tokens, step, filters)
             vocab = logprobs.size(-1)
             candidates = (beam_logprob.view(-1, 1) + logprobs).view(batch, k * vocab)
             top_logprob, top_index = candidates.topk(min(2 * k, k * vocab), dim=-1)
@@ -217,19 +235,15 @@ class BeamSearch:
                     next_tokens.append(self.eos_id)
                     next_logprob.append(-math.inf)
                     kept += 1
-            beam_logprob = torch.tensor(next_logprob, device=prefix.device).view(batch, k)
+            beam_logprob = torch.tensor(next_logprob, device=device).view(batch, k)
             alive = (beam_logprob > -math.inf).any(dim=1).tolist()
             if all(len(f) >= k or not live for f, live in zip(finished, alive)):
                 break
-            source_t = torch.tensor(source, device=prefix.device)
-            new_tokens = torch.tensor(next_tokens, device=prefix.device)
+            source_t = torch.tensor(source, device=device)
+            new_tokens = torch.tensor(next_tokens, device=device)
             tokens = torch.cat([tokens[source_t], new_tokens[:, None]], dim=1)
-            cache.reorder_cache(source_t)
-            if joint is not None:
-                joint.advance(source_t, new_tokens)
-            mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
-            embeds = model.embed_tokens(new_tokens[:, None])
-            logits = model.run_llm(embeds, mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
+            for scorer in self.scorers.values():
+                scorer.advance(source_t, new_tokens)
 
         results = []
         for b in range(batch):

@@ -14,16 +14,18 @@ decoding works as with the linear head. It offers what the search and the model 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
 
 class EmbeddingCTC(torch.nn.Module):
-    def __init__(self, odim: int, token_embeddings: Callable[[], torch.Tensor]):
+    def __init__(self, odim: int, token_embeddings: Callable[[], torch.Tensor], blank_token_id: Optional[int] = None):
         """``odim``: blank + LLM tokens; ``token_embeddings()`` returns the LLM's input embedding matrix (V, D),
-        looked up at each call, so that a fine-tuned LLM's embeddings are the ones scored against."""
+        looked up at each call, so that a fine-tuned LLM's embeddings are the ones scored against.
+        ``blank_token_id``: an LLM token that stands for the blank (its embedding scores the blank, and it is never
+        a label itself), for an LLM taught to read CTC paths with it; otherwise the blank has a vector of its own."""
         super().__init__()
         weight = token_embeddings()
         if weight.size(0) < odim - 1:
@@ -31,17 +33,22 @@ class EmbeddingCTC(torch.nn.Module):
                              f"its tokenizer's {odim - 1} tokens")
         self.odim = odim
         self._token_embeddings = token_embeddings  # a getter: the LLM's weights are not this module's
+        self.blank_token_id = blank_token_id
         dim = weight.size(1)
         rms = weight.detach().float().pow(2).mean().sqrt().item()
-        self.blank = torch.nn.Parameter(torch.randn(dim) * rms)
+        self.blank = torch.nn.Parameter(torch.randn(dim) * rms) if blank_token_id is None else None
         # Initial logits of unit scale: a dot product of two vectors of RMS r in D dims has std sqrt(D) r^2.
         self.log_scale = torch.nn.Parameter(torch.tensor(-math.log(math.sqrt(dim) * rms * rms)))
 
     def logits(self, hs_pad: torch.Tensor) -> torch.Tensor:
         """(B, T, odim): blank, then the LLM's tokens in their own order."""
         tokens = self._token_embeddings()[: self.odim - 1].to(hs_pad.dtype)
-        table = torch.cat([self.blank[None].to(hs_pad.dtype), tokens], dim=0)
-        return (hs_pad @ table.T) * self.log_scale.exp()
+        blank = self.blank if self.blank_token_id is None else tokens[self.blank_token_id]
+        table = torch.cat([blank[None].to(hs_pad.dtype), tokens], dim=0)
+        logits = (hs_pad @ table.T) * self.log_scale.exp()
+        if self.blank_token_id is not None:  # the blank token is the blank, never a label
+            logits[..., self.blank_token_id + 1] = torch.finfo(logits.dtype).min
+        return logits
 
     def log_softmax(self, hs_pad: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.logits(hs_pad).float(), dim=-1)

@@ -64,6 +64,22 @@ def _check_reachable(name_or_path: str) -> None:
         )
 
 
+def check_is_causal_lm(folder: str) -> None:
+    """A local model folder must hold a decoder-only (causal) LM: say so, naming the option, before loading it."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"llm_conf.name_or_path: '{folder}' has no config.json; give the folder written by "
+                                "save_pretrained() of a causal LM (Qwen2, Llama, SmolLM, ...) or a .gguf file")
+    config = AutoConfig.from_pretrained(folder)
+    # (Whisper's decoder loads as a causal LM too, but a speech model's folder here is a mistake.)
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"llm_conf.name_or_path: '{folder}' is a '{config.model_type}' model, not a decoder-only "
+                         "LLM that transformers' AutoModelForCausalLM loads (e.g. qwen2, llama); did you give the "
+                         "speech encoder's folder?")
+
+
 def load_tokenizer(name_or_path: str):
     """The LLM's own tokenizer (also the one inside a GGUF file), with a pad id guaranteed."""
     from transformers import AutoTokenizer
@@ -102,6 +118,8 @@ def load_causal_lm(
 
     folder, gguf_file = split_gguf_path(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    if not gguf_file and Path(folder).is_dir():
+        check_is_causal_lm(folder)
     with naming_damaged_files(name_or_path, "llm_conf.name_or_path"):
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
     if gradient_checkpointing:

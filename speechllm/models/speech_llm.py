@@ -84,6 +84,13 @@ class SpeechLLM(AbsESPnetModel):
         self.speech_norm = torch.nn.LayerNorm(hidden_size, elementwise_affine=False)
         self.speech_scale = torch.nn.Parameter(torch.tensor(float(embedding_rms)))
         prefix_head = ([bos_id] if bos_id is not None else []) + list(prompt_ids)
+        # RoPE LLMs run past max_position_embeddings but read garbage there: the context is a hard limit here.
+        self.max_positions = getattr(llm.config, "max_position_embeddings", None)
+        prompt_length = len(prefix_head) + len(prompt_suffix_ids)
+        if self.max_positions and prompt_length >= self.max_positions // 2:
+            raise ValueError(f"model_conf.prompt and prompt_suffix take {prompt_length} LLM tokens, half or more of "
+                             f"the LLM's context of {self.max_positions} positions, leaving too little for speech and "
+                             "text: shorten them")
         self.register_buffer("prompt_ids", torch.tensor(prefix_head, dtype=torch.long), persistent=False)
         self.register_buffer("prompt_suffix_ids", torch.tensor(list(prompt_suffix_ids), dtype=torch.long),
                              persistent=False)
@@ -154,6 +161,14 @@ class SpeechLLM(AbsESPnetModel):
             mask[i, width - row.size(0):] = 1
         return prefix, mask
 
+    def encode_speech(self, speech: torch.Tensor, lengths: torch.Tensor):
+        """Everything the search's scorers read of a batch, computed once (speechllm.decoding.scorers.SpeechInput)."""
+        from speechllm.decoding.scorers import SpeechInput
+
+        encoded, encoded_lengths = self.encode(speech, lengths)
+        speech_embeds, speech_lengths = self.speech_embeddings(encoded, encoded_lengths)
+        return SpeechInput(encoded, encoded_lengths, speech_embeds, speech_lengths)
+
     def ctc_input(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, speech_embeds: torch.Tensor,
                   speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """What the CTC head reads: the encoder output, or the speech embeddings (ctc_head llm_embeddings)."""
@@ -191,7 +206,18 @@ class SpeechLLM(AbsESPnetModel):
             targets[i, n] = self.eos_id
         return targets
 
+    def check_context(self, prefix_mask: torch.Tensor, text_lengths: torch.Tensor) -> None:
+        """An utterance whose prompt, speech and text do not fit the LLM's context is an error that says the fix."""
+        needed = prefix_mask.sum(-1) + text_lengths + 1
+        if self.max_positions and int(needed.max()) > self.max_positions:
+            i = int(needed.argmax())
+            raise ValueError(
+                f"an utterance needs {int(needed[i])} LLM positions ({int(prefix_mask[i].sum())} of prompt and speech, "
+                f"{int(text_lengths[i]) + 1} of text and EOS), more than the LLM's context of {self.max_positions}: "
+                "leave out long utterances (run.sh --max_duration) or downsample more (speech_adapter_conf.downsample)")
+
     def llm_loss(self, prefix, prefix_mask, text, text_lengths) -> Tuple[torch.Tensor, torch.Tensor]:
+        self.check_context(prefix_mask, text_lengths)
         targets = self.targets_with_eos(text, text_lengths)
         target_mask = targets != IGNORE_ID
         # Input text = targets without their last column (the final EOS is predicted, never read).

@@ -88,6 +88,8 @@ DEFAULT_MODEL_CONF = dict(
     ctc_head="encoder",          # encoder: a linear CTC layer on the encoder output (ESPnet's CTC, ctc_conf);
                                  # llm_embeddings: on the speech embeddings, against the LLM's token embeddings
                                  # (models/embedding_ctc.py; needs ctc_token_type llm)
+    ctc_blank_token="",          # ctc_head llm_embeddings: an LLM token whose embedding is the blank (e.g. the toy
+                                 # LLM's <blank>, taught to read CTC paths); empty: a learned blank vector
     ctc_compress=False,          # the LLM reads one averaged encoder frame per CTC label (models/ctc_compress.py)
     matching_weight=0.0,         # weight of the speech-to-text-embedding matching loss (models/matching.py)
     lsm_weight=0.0,              # label smoothing of the LLM loss
@@ -253,11 +255,18 @@ class SpeechLLMTask(AbsTask):
         ctc = None
         if model_conf["ctc_head"] not in CTC_HEADS:
             raise ValueError(f"model_conf.ctc_head: '{model_conf['ctc_head']}' is not one of {list(CTC_HEADS)}")
+        if model_conf["ctc_blank_token"] and model_conf["ctc_head"] != "llm_embeddings":
+            raise ValueError("model_conf.ctc_blank_token applies to ctc_head llm_embeddings only; remove it")
         if ctc_tokenizer is not None and model_conf["ctc_head"] == "llm_embeddings":
             if not isinstance(ctc_tokenizer, LLMVocabCTCTokenizer):
                 raise ValueError("model_conf.ctc_head llm_embeddings scores the LLM's own tokens: set "
                                  "ctc_token_type: llm (and no --ctc_bpemodel)")
-            ctc = EmbeddingCTC(ctc_tokenizer.vocab_size, lambda: llm.get_input_embeddings().weight)
+            blank_token = model_conf["ctc_blank_token"]
+            blank_token_id = tokenizer.convert_tokens_to_ids(blank_token) if blank_token else None
+            if blank_token and blank_token_id in (None, tokenizer.unk_token_id):
+                raise ValueError(f"model_conf.ctc_blank_token: '{blank_token}' is not a token of the LLM's tokenizer "
+                                 "(the toy LLM has <blank> when its config sets pretrain_ctc_paths > 0)")
+            ctc = EmbeddingCTC(ctc_tokenizer.vocab_size, lambda: llm.get_input_embeddings().weight, blank_token_id)
         elif ctc_tokenizer is not None:
             ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
                              encoder_output_size=encoder_size)

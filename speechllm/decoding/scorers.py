@@ -1,0 +1,174 @@
+"""Scorers: what the beam search adds up, each batched over all beams of all utterances (utterance-major: beam ``i``
+belongs to utterance ``i // beams_per_utterance``).
+
+The model encodes once (``SpeechInput``); each scorer then keeps its own state (a KV cache, CTC forward variables)
+across the steps of one search:
+
+* ``start(speech, beams_per_utterance)``: state from the encoder output;
+* full scorers (``partial = False``): ``scores()`` gives the log-probabilities ``(beams, vocab)`` of every next token;
+* partial scorers (``partial = True``): ``partial_scores(candidates)`` scores only ``(beams, S)`` candidate ids the
+  full scorers proposed, and ``end_scores()`` the ``(beams,)`` score of ending the hypothesis here (at EOS);
+* ``advance(rows, new_tokens)``: beam ``i`` is now beam ``rows[i]`` extended by ``new_tokens[i]``.
+
+``vocab`` names a scorer's label units: scores are only added label by label between scorers of one vocabulary
+(the search refuses others).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+from transformers import DynamicCache
+
+from speechllm.decoding.ctc_prefix import CTCPrefixScorer as CTCPrefixState
+from speechllm.text.tokenizers import CTC_BLANK_ID
+
+
+@dataclasses.dataclass
+class SpeechInput:
+    """What the model's encoder makes of a batch, computed once per search."""
+
+    encoded: torch.Tensor  # (B, T, D) encoder output (what an encoder-side CTC head reads)
+    encoded_lengths: torch.Tensor
+    speech_embeds: torch.Tensor  # (B, N, D_llm) adapter output at the LLM's scale (the LLM's speech prefix)
+    speech_lengths: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.encoded.size(0)
+
+
+def vocab_tag(tokenizer) -> str:
+    """Label units of an LLM tokenizer: its class, size and the ids of a probe text (same tag, same units)."""
+    probe = tokenizer("the 7 quick brown foxes, 'jumped' over the lazy dog!", add_special_tokens=False)["input_ids"]
+    return f"{type(tokenizer).__name__}:{len(tokenizer)}:{hash(tuple(probe)) & 0xFFFFFFFF:08x}"
+
+
+class Scorer:
+    partial = False
+    vocab = ""
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        raise NotImplementedError
+
+    def scores(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def partial_scores(self, candidates: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def end_scores(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class SpeechLLMScorer(Scorer):
+    """The speech LLM reading ``[BOS, prompt, speech, suffix]`` then the hypothesis, one KV cache for all beams.
+
+    The prefix is left-padded so that every beam's next token sits at the same position; all beams of an utterance
+    share the prefix's computation (the cache is expanded after it)."""
+
+    def __init__(self, model, vocab: str):
+        self.model = model
+        self.vocab = vocab
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        model = self.model
+        prefix, mask = model.speech_prefix(speech.speech_embeds, speech.speech_lengths)
+        model.check_context(mask, torch.zeros_like(speech.speech_lengths))
+        self.prefix_lengths = mask.sum(-1)
+        self.cache = DynamicCache()
+        logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1).logits[:, -1]
+        self.cache.batch_repeat_interleave(beams_per_utterance)
+        self.logits = logits.repeat_interleave(beams_per_utterance, dim=0)
+        self.mask = mask.repeat_interleave(beams_per_utterance, dim=0)
+
+    def scores(self) -> torch.Tensor:
+        return torch.log_softmax(self.logits.float(), dim=-1)
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        self.cache.reorder_cache(rows)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.size(0), 1)], dim=1)
+        embeds = self.model.embed_tokens(new_tokens[:, None])
+        self.logits = self.model.run_llm(embeds, self.mask, past_key_values=self.cache,
+                                         logits_to_keep=1).logits[:, -1]
+
+
+class CausalLMScorer(Scorer):
+    """An external causal LM (any transformers model over the same tokenizer) for shallow fusion, KV-cached: it
+    reads ``[BOS] + hypothesis`` and scores every next token."""
+
+    def __init__(self, lm: torch.nn.Module, bos_id: int, vocab: str):
+        self.lm = lm.eval()
+        self.bos_id = bos_id
+        self.vocab = vocab
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        beams = speech.batch_size * beams_per_utterance
+        device = speech.encoded.device
+        self.cache = DynamicCache()
+        ids = torch.full((beams, 1), self.bos_id, dtype=torch.long, device=device)
+        self.logits = self.lm(input_ids=ids, past_key_values=self.cache, use_cache=True).logits[:, -1]
+
+    def scores(self) -> torch.Tensor:
+        return torch.log_softmax(self.logits.float(), dim=-1)
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        self.cache.reorder_cache(rows)
+        self.logits = self.lm(input_ids=new_tokens[:, None], past_key_values=self.cache,
+                              use_cache=True).logits[:, -1]
+
+
+class LengthBonus(Scorer):
+    """A constant reward per emitted token (ESPnet's length_bonus), against the short hypotheses LMs favour."""
+
+    def __init__(self, vocab_size: int, eos_id: int, vocab: str):
+        self.vocab_size, self.eos_id, self.vocab = vocab_size, eos_id, vocab
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        self.beams = speech.batch_size * beams_per_utterance
+        self.device = speech.encoded.device
+
+    def scores(self) -> torch.Tensor:
+        bonus = torch.ones(self.beams, self.vocab_size, device=self.device)
+        bonus[:, self.eos_id] = 0.0
+        return bonus
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        pass
+
+
+class CTCScorer(Scorer):
+    """Label-synchronous CTC prefix scores (speechllm.decoding.ctc_prefix) of the candidates the full scorers
+    propose; EOS scores the probability that the whole utterance is exactly the hypothesis, which is what stops a
+    hallucinating LLM from running on past the speech. Its labels are the LLM's tokens (CTC id = LLM id + 1)."""
+
+    partial = True
+
+    def __init__(self, model, vocab: str, eos_id: int):
+        self.model, self.vocab, self.eos_id = model, vocab, eos_id
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        ctc_in, ctc_lengths = self.model.ctc_input(speech.encoded, speech.encoded_lengths, speech.speech_embeds,
+                                                   speech.speech_lengths)
+        self.prefixes = CTCPrefixState(self.model.ctc.log_softmax(ctc_in), ctc_lengths, beams_per_utterance,
+                                       blank_id=CTC_BLANK_ID)
+        self.state = self.prefixes.initial_state()
+        self.pending: Optional[tuple] = None
+
+    def partial_scores(self, candidates: torch.Tensor) -> torch.Tensor:
+        psi, r_nonblank, r_blank = self.prefixes.extend(self.state, candidates + 1)  # + 1: past the CTC blank
+        self.pending = candidates, psi, r_nonblank, r_blank
+        return psi - self.state.psi[:, None]
+
+    def end_scores(self) -> torch.Tensor:
+        return self.prefixes.final_scores(self.state) - self.state.psi
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        candidates, psi, r_nonblank, r_blank = self.pending
+        hit = candidates[rows] == new_tokens[:, None]
+        columns = hit.float().argmax(dim=1)  # rows without a hit are dead beams; their state is never read
+        self.state = CTCPrefixState.advance(self.state, rows, columns, candidates + 1, psi, r_nonblank, r_blank)
