@@ -369,3 +369,13 @@ echo ---; cat exp/log/train.log
     assert "the trainer says: [Errno 28] No space left on device" in log
     assert "note: the file system of exp/log is full or nearly" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_task_killed_by_the_oom_killer_is_explained(workdir):
+    # A task that kills itself with SIGKILL ends as the kernel's out-of-memory killer ends one: code 137, no error.
+    (workdir / "oom.py").write_text("import os, signal\nprint('allocating')\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = launch(workdir, "JOB=1:2", "log/oom.JOB.log", sys.executable, "oom.py")
+    assert result.returncode == 1
+    assert "JOB=1: exit code 137" in result.stderr
+    assert "exit code 137: killed by SIGKILL, most often by the kernel's out-of-memory killer" in result.stderr
+    assert "--inference_batch_size" in result.stderr and result.stderr.count("out-of-memory") == 1

@@ -141,3 +141,20 @@ def test_transcribe_command_prints_id_and_text(packed, tmp_path):
     assert {line.split("\t", 1)[1] for line in out.splitlines()} == {text}
     proc = subprocess.run(command + [str(tmp_path / "missing.wav")], capture_output=True, text=True)
     assert proc.returncode == 1 and "missing.wav" in proc.stderr
+
+
+def test_an_utterance_decodes_alike_alone_and_in_a_padded_batch(model_dir):
+    """Padding in a batch must not change an utterance's scores: each one's best hypothesis, decoded alone, scores
+    the same in a batch with longer and shorter ones (a different hypothesis only at a tie within float noise)."""
+    from speechllm import Speech2Text
+
+    s2t = Speech2Text.from_pretrained(str(model_dir), max_length=6, beam_size=3)
+    waves = [torch.from_numpy(speech(seconds, seed)) for seed, seconds in enumerate((0.5, 1.3, 0.9))]
+    batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    together = s2t.decode(batch, torch.tensor([len(w) for w in waves]))
+    for wave, in_batch in zip(waves, together):
+        alone = s2t.decode(wave[None])[0]
+        assert in_batch[0].logprob == pytest.approx(alone[0].logprob, abs=1e-3)
+        if in_batch[0].token_ids != alone[0].token_ids:  # only a tie may pick another hypothesis
+            assert any(h.token_ids == in_batch[0].token_ids and h.logprob == pytest.approx(alone[0].logprob, abs=1e-3)
+                       for h in alone)

@@ -71,7 +71,8 @@ def plot(attention: torch.Tensor, segments, row_labels: List[str], column_labels
     ticks = [i for i in range(columns) if i < head or i >= head + speech]
     ax.set_xticks(ticks, [column_labels[i] for i in ticks], fontsize=6, rotation=90)
     ax.text(head + speech / 2, -0.8, f"speech ({speech} embeddings)", ha="center", va="bottom", fontsize=8)
-    ax.set(title=title, xlabel="key position: BOS + prompt | speech | suffix", ylabel="query: predicts token")
+    ax.set_title(title, fontsize=9)
+    ax.set(xlabel="key position: BOS + prompt | speech | suffix", ylabel="query: predicts token")
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +117,7 @@ def main(argv=None) -> int:
                + [f"s{i}" for i in range(segments[1])]
                + [repr(t)[1:-1] for t in tokenizer.convert_ids_to_tokens(suffix_ids)])
     rows = [repr(t)[1:-1] for t in tokenizer.convert_ids_to_tokens(ids)]
-    title = (f"{args.utt}: attention of the text over the prefix "
-             f"({'untrained' if not args.model_file else Path(args.model_file).name}; layers {args.layers})")
+    title = f"{args.utt} ({Path(args.model_file).name if args.model_file else 'untrained'}, layers {args.layers})"
     print(plot(attention, segments, rows, columns, title, args.out))
     share = attention[:, segments[0]: segments[0] + segments[1]].sum(-1).mean().item()
     print(f"mean attention share on the speech: {share:.3f}")

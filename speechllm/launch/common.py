@@ -442,6 +442,19 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+# What a bare exit code of a killed task most often means, and what to do (the log ends without a Python error).
+EXIT_CODE_CAUSES = {
+    137: "killed by SIGKILL, most often by the kernel's out-of-memory killer (check `dmesg | grep -i oom` or "
+         "`journalctl -k`; on Slurm, `sacct -j JOBID -o JobID,State,MaxRSS`): give each task more memory (--mem), "
+         "or make it need less: smaller batches (--inference_batch_size, batch_bins) or fewer tasks at once "
+         "(--inference_nj, --nj, --max_jobs_run)",
+    139: "killed by SIGSEGV (a crash in native code): the log's last lines name the library; rerun the command "
+         "alone to reproduce it",
+    143: "stopped by SIGTERM (a time limit, a scheduler's preemption or a user's kill): run it again; tasks that "
+         "succeeded are skipped",
+}
+
+
 def report(outcomes: list[Outcome], prog: str) -> int:
     """Print which tasks failed and where their logs are; the launcher's exit status."""
     failed = [o for o in outcomes if o.code != 0]
@@ -453,6 +466,8 @@ def report(outcomes: list[Outcome], prog: str) -> int:
         detail = f" ({outcome.detail})" if outcome.detail else ""
         print(f"  {outcome.task.name}: {how}{detail}, log: {outcome.task.log}", file=sys.stderr)
     print(_log_tail(failed[0].task.log), end="", file=sys.stderr)
+    for code in sorted({o.code for o in failed if o.code in EXIT_CODE_CAUSES}):
+        print(f"{prog}: exit code {code}: {EXIT_CODE_CAUSES[code]}", file=sys.stderr)
     for note in disk_notes(outcome.task.log for outcome in failed):
         print(f"{prog}: note: {note}", file=sys.stderr)
     print(f"{prog}: fix the cause and run the same command again: tasks that succeeded are skipped", file=sys.stderr)

@@ -27,7 +27,6 @@ from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.encoder.rnn_encoder import RNNEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
-from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.asr.specaug.specaug import SpecAug
@@ -43,6 +42,7 @@ from espnet2.utils.types import str2bool, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
 from speechllm.models.adapters import ADAPTERS
+from speechllm.models.fbank_frontend import FbankFrontend
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
 from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
@@ -57,7 +57,7 @@ ensure_s3prl_importable()
 
 frontend_choices = ClassChoices(
     "frontend",
-    classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, hf_speech_encoder=HFSpeechEncoderFrontend),
+    classes=dict(default=FbankFrontend, s3prl=S3prlFrontend, hf_speech_encoder=HFSpeechEncoderFrontend),
     type_check=AbsFrontend,
     default="default",
 )

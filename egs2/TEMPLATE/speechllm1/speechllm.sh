@@ -208,6 +208,18 @@ decode_dir_of() {
     echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}/$1"
 }
 
+# decode_inputs_stamp SCP N: a digest of what the decoding jobs' outputs depend on besides their command lines (the
+# contents of the data list, decoding config, training config and the model file's size and time, the split).
+decode_inputs_stamp() {
+    local model=${model_dir}/${inference_model}
+    {
+        stat -c '%n %s %Y' "$1" "${decode_config}" "${model_dir}/config.yaml"
+        [[ -f ${model} ]] && stat -L -c '%n %s %Y' "${model}"
+        echo "jobs $2 batch ${inference_batch_size}"
+        cat "$1" "${decode_config}"
+    } | sha256sum | cut -d' ' -f1
+}
+
 # merge_decode_outputs LOGDIR N DECODE_DIR: joins the N jobs' OUTPUT.JOB/<n>best_recog/* files, sorted by key:
 # the 1-best ones into DECODE_DIR/, the other n-best ones into DECODE_DIR/<n>best_recog/.
 merge_decode_outputs() {
@@ -385,7 +397,7 @@ train_model() {
 }
 
 decode() {
-    local x dir logdir parts scp
+    local x dir logdir parts scp stamp
     local -a model_file_args=(--model_file "${model_dir}/${inference_model}")
     [[ ${inference_model} == none ]] && model_file_args=()
     need_file "${model_dir}/config.yaml" "run stage 8 first"
@@ -397,9 +409,17 @@ decode() {
         need_file "${scp}" "run stage 3 (and 6 with --dump_frontend true) first"
         parts=$(num_parts "${inference_nj}" "${scp}")
         log "Reads ${scp}, writes ${dir} (${parts} jobs)"
-        run_cmd rm -rf "${logdir}"
-        run_cmd mkdir -p "${logdir}"
-        run_cmd split_scp "${scp}" "${parts}" "${logdir}/keys"
+        stamp=$(decode_inputs_stamp "${scp}" "${parts}")
+        if [[ -f ${logdir}/inputs.sha256 && $(< "${logdir}/inputs.sha256") == "${stamp}" ]]; then
+            log "${logdir} was decoded from the same inputs: only its unfinished jobs run again"
+        else  # another model, config, data or split: nothing of the old jobs is kept
+            run_cmd rm -rf "${logdir}"
+            run_cmd mkdir -p "${logdir}"
+            run_cmd split_scp "${scp}" "${parts}" "${logdir}/keys"
+            echo "${stamp}" > "${logdir}/inputs.sha256"
+        fi
+        # The merged results of an earlier run go first: a failed run leaves no stale text to score.
+        run_cmd rm -rf "${dir}"/{text,token,token_int,score,missing_hyps.txt,score_wer,score_cer} "${dir}"/*best_recog
         launch "${decode_cmd}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
             python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
             --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" \
