@@ -4,11 +4,15 @@
     s2t = Speech2Text.from_pretrained("exp/m/packed.zip")      # a packed model, or its unpacked folder
     s2t("a.wav")                                               # -> "the transcript"
     s2t(samples, sample_rate=8000)                             # numpy array or torch tensor, any rate, mono or not
-    s2t(["a.wav", "b.flac"], nbest=3, beam_size=8)             # one batch; n-best lists of (text, score)
+    s2t(["a.wav", "b.flac"], nbest=3, beam_size=8)             # batches of batch_size; n-best lists of (text, score)
+    s2t("meeting.wav", segment_seconds=20)                     # long audio: cut at pauses, segments decoded in batches
 
 Audio at another sample rate is resampled (scipy's polyphase filter); several channels are averaged (with a note in
-the log). ``Speech2Text.decode`` is the low-level call on padded waveform (or dumped feature) batches that the
-recipe's decoding stage uses.
+the log). A recording longer than the maximum segment length (``segment_seconds``; default: the frontend's window
+where it has one, Whisper's 30 s, else 30 s, and at most what fits in half the LLM's context) is cut into segments
+at pauses (speechllm.decoding.segment: Silero VAD when installed, else low-energy points), never truncated; the
+segments are decoded in batches of ``batch_size`` and their texts joined in order. ``Speech2Text.decode`` is the
+low-level call on padded waveform (or dumped feature) batches; it does not segment.
 """
 from __future__ import annotations
 
@@ -23,10 +27,23 @@ import torch
 from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.scorers import vocab_tag
 from speechllm.decoding.search import BeamSearch, Hypothesis
+from speechllm.decoding.segment import Segmenter, default_max_seconds
 
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
 MODEL_FILES = ("model.pth", "valid.acc.ave.pth", "valid.loss.ave.pth")
 AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
+DEFAULT_SEGMENT_SECONDS = 30.0  # the maximum segment length of a frontend without a window of its own
+PROBE_SECONDS = 4.0  # audio encoded once to learn how many LLM positions a second of speech takes
+
+
+@dataclasses.dataclass
+class Transcript:
+    """One hypothesis of a whole recording: its segments' hypotheses of the same rank, joined in order."""
+
+    text: str
+    token_ids: List[int]
+    logprob: float  # summed over the segments
+    segments: int = 1
 
 
 def load_audio(audio: AudioInput, sample_rate: Optional[int], target_rate: int) -> np.ndarray:
@@ -71,7 +88,8 @@ class Speech2Text:
     """A trained speech LLM and its search, ready to call on audio."""
 
     def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
-                 device: str = "cpu", dtype: str = "float32"):
+                 device: str = "cpu", dtype: str = "float32", segment_seconds: Optional[float] = None,
+                 vad: str = "auto", batch_size: int = 8):
         from speechllm.models.llm import load_tokenizer
         from speechllm.tasks.speech_llm import SpeechLLMTask
 
@@ -85,6 +103,14 @@ class Speech2Text:
         self.dtype = getattr(torch, dtype)
         self.sample_rate = int((args.frontend_conf or {}).get("fs", 16000))  # what the frontend takes
         self.search = self._search(options)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size  # the most segments (or short recordings) decoded at once
+        self.vad = vad
+        self.segment_seconds = segment_seconds or None  # None (or 0): default_segment_seconds()
+        self._segmenters = {}
+        if self.segment_seconds is not None:
+            self.segmenter()  # a bad length or vad fails now, not at the first long recording
 
     def _search(self, options: DecodingOptions) -> BeamSearch:
         suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
@@ -100,16 +126,20 @@ class Speech2Text:
 
     @classmethod
     def from_pretrained(cls, path: str, model_file: Optional[str] = None, device: str = "cpu",
-                        dtype: str = "float32", **decoding) -> "Speech2Text":
+                        dtype: str = "float32", segment_seconds: Optional[float] = None, vad: str = "auto",
+                        batch_size: int = 8, **decoding) -> "Speech2Text":
         """A packed model (``packed.zip`` of stage 11), its unpacked folder, or a recipe's model dir (with
-        ``config.yaml`` and one of MODEL_FILES, or ``model_file``). Keyword arguments are decoding options."""
+        ``config.yaml`` and one of MODEL_FILES, or ``model_file``). Other keyword arguments are decoding options.
+        ``segment_seconds`` (maximum segment length of long recordings), ``vad`` (auto, silero or none) and
+        ``batch_size`` (segments decoded at once): see ``transcribe``."""
         from speechllm.bin.pack import resolve_config, unpack
 
         path = Path(path)
         options = DecodingOptions.from_dict(decoding, where="Speech2Text.from_pretrained")
+        long_form = dict(segment_seconds=segment_seconds, vad=vad, batch_size=batch_size)
         if path.is_file():
             train_config, packed_model = unpack(str(path))
-            return cls(train_config, model_file or packed_model, options, device, dtype)
+            return cls(train_config, model_file or packed_model, options, device, dtype, **long_form)
         if not (path / "config.yaml").is_file():
             raise FileNotFoundError(f"{path}: neither a packed model (.zip) nor a folder with config.yaml; give "
                                     "exp/<model>/packed.zip (stage 11) or a model dir")
@@ -122,7 +152,7 @@ class Speech2Text:
             model_file = str(found[0])
         packed = (path / "meta.yaml").is_file()  # an unpacked archive: its paths are relative to the folder
         train_config = str(resolve_config(path) if packed else path / "config.yaml")
-        return cls(train_config, model_file, options, device, dtype)
+        return cls(train_config, model_file, options, device, dtype, **long_form)
 
     # ---- low level: padded batches -------------------------------------------------------------------------
     def decode(self, speech: torch.Tensor, lengths: Optional[torch.Tensor] = None,
@@ -139,11 +169,74 @@ class Speech2Text:
     def text(self, hyp: Hypothesis) -> str:
         return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())
 
+    def transcript(self, hyp: Hypothesis) -> Transcript:
+        return Transcript(text=self.text(hyp), token_ids=list(hyp.token_ids), logprob=hyp.logprob)
+
+    # ---- long recordings -----------------------------------------------------------------------------------
+    def default_segment_seconds(self) -> float:
+        """The frontend's window (Whisper: 30 s), else 30 s; at most what takes half the LLM's context (the other
+        half is for the prompt and the text)."""
+        seconds = default_max_seconds(getattr(self.model.frontend, "max_seconds", float("inf")),
+                                      DEFAULT_SEGMENT_SECONDS)
+        positions = getattr(self.model, "max_positions", None)
+        if positions and self.model.frontend is not None:
+            probe = torch.zeros(1, int(PROBE_SECONDS * self.sample_rate), dtype=self.dtype, device=self.device)
+            with torch.no_grad():
+                encoded = self.model.encode_speech(probe, torch.tensor([probe.size(1)], device=self.device))
+            per_second = float(encoded.speech_lengths[0]) / PROBE_SECONDS
+            if per_second > 0:
+                seconds = min(seconds, (positions // 2) / per_second)
+        return seconds
+
+    def segmenter(self, segment_seconds: Optional[float] = None) -> Segmenter:
+        """The segmenter of recordings longer than ``segment_seconds`` (default: the constructor's, else
+        ``default_segment_seconds()``), made once per length."""
+        seconds = segment_seconds or self.segment_seconds
+        if seconds not in self._segmenters:
+            self._segmenters[seconds] = Segmenter(seconds or max(1.0, self.default_segment_seconds()), self.vad)
+        return self._segmenters[seconds]
+
+    def transcribe(self, waves: Sequence[Union[np.ndarray, torch.Tensor]], search: Optional[BeamSearch] = None,
+                   batch_size: Optional[int] = None, segment_seconds: Optional[float] = None) -> List[List[Transcript]]:
+        """n-best transcripts of mono waveforms at ``self.sample_rate``: recordings longer than the maximum segment
+        length are cut (``segmenter``), the segments and short recordings decoded in batches of ``batch_size``, and
+        each recording's segment hypotheses of the same rank joined."""
+        batch_size = batch_size or self.batch_size
+        segmenter = self.segmenter(segment_seconds)
+        pieces = []  # (recording, samples), in order
+        for index, wave in enumerate(waves):
+            wave = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+            for start, end in segmenter(wave, self.sample_rate):
+                pieces.append((index, wave[start:end]))
+        hyps: List[List[Hypothesis]] = []
+        for first in range(0, len(pieces), batch_size):
+            chunk = [torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+                     for _, samples in pieces[first:first + batch_size]]
+            lengths = torch.tensor([len(p) for p in chunk])
+            batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(self.dtype)
+            hyps += self.decode(batch, lengths, search)
+        results: List[List[Transcript]] = [[] for _ in waves]
+        by_recording: List[List[List[Hypothesis]]] = [[] for _ in waves]
+        for (index, _), nbest in zip(pieces, hyps):
+            by_recording[index].append(nbest)
+        for index, segments in enumerate(by_recording):
+            ranks = min(len(nbest) for nbest in segments)
+            for rank in range(ranks):
+                chosen = [nbest[rank] for nbest in segments]
+                texts = [self.text(h) for h in chosen]
+                results[index].append(Transcript(
+                    text=" ".join(t for t in texts if t), token_ids=[i for h in chosen for i in h.token_ids],
+                    logprob=sum(h.logprob for h in chosen), segments=len(chosen)))
+        return results
+
     # ---- high level: audio in, text out --------------------------------------------------------------------
     def __call__(self, audio: Union[AudioInput, Sequence[AudioInput]], sample_rate: Optional[int] = None,
-                 nbest: Optional[int] = None, **decoding):
-        """The transcript of one input (a str), or of a list of inputs decoded as one batch (a list of str). With
-        ``nbest=N``: lists of N (text, score) pairs instead. Keyword arguments override decoding options."""
+                 nbest: Optional[int] = None, batch_size: Optional[int] = None,
+                 segment_seconds: Optional[float] = None, **decoding):
+        """The transcript of one input (a str), or of a list of inputs (a list of str), decoded in batches of
+        ``batch_size`` (default ``self.batch_size``). Inputs longer than ``segment_seconds`` are cut at pauses and
+        their segments' texts joined. With ``nbest=N``: lists of N (text, score) pairs instead (a long input's k-th
+        hypothesis joins its segments' k-th ones). Other keyword arguments override decoding options."""
         single = not isinstance(audio, (list, tuple))
         inputs = [audio] if single else list(audio)
         if not inputs:
@@ -158,12 +251,10 @@ class Speech2Text:
                 raise TypeError(f"Speech2Text: unknown decoding option(s) {unknown}; valid: "
                                 f"{sorted(f.name for f in dataclasses.fields(DecodingOptions))}")
             search = self._search(dataclasses.replace(self.options, **changes))
-        waves = [torch.from_numpy(load_audio(x, sample_rate, self.sample_rate)) for x in inputs]
-        lengths = torch.tensor([len(w) for w in waves])
-        batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
-        nbests = self.decode(batch.to(self.dtype), lengths, search)
+        waves = [load_audio(x, sample_rate, self.sample_rate) for x in inputs]
+        transcripts = self.transcribe(waves, search, batch_size, segment_seconds)
         if nbest is None:
-            results = [self.text(hyps[0]) for hyps in nbests]
+            results = [nbest_list[0].text for nbest_list in transcripts]
         else:
-            results = [[(self.text(h), h.logprob) for h in hyps] for hyps in nbests]
+            results = [[(t.text, t.logprob) for t in nbest_list] for nbest_list in transcripts]
         return results[0] if single else results

@@ -3,8 +3,11 @@
 
     python -m speechllm.bin.speechllm_inference --train_config exp/x/config.yaml --model_file exp/x/valid.loss.ave.pth \
         --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound --output_dir exp/x/decode/test \
-        [--config conf/decode.yaml] [--key_file keys.1.scp] [--batch_size 4] [--ngpu 0]
+        [--config conf/decode.yaml] [--key_file keys.1.scp] [--batch_size 4] [--ngpu 0] [--segment_seconds 20]
     (or --packed_model exp/x/packed.zip instead of --train_config/--model_file)
+
+Recordings longer than --segment_seconds are cut at pauses (speechllm.decoding.segment), decoded in batches and
+their texts joined: never truncated.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
+from speechllm.data.progress import Progress
 from speechllm.decoding.options import DecodingOptions
 from speechllm.exp_lock import lock_exp_dir
 from speechllm.speech2text import Speech2Text
@@ -35,6 +39,8 @@ def inference(
     ngpu: int = 0,
     dtype: str = "float32",
     num_workers: int = 0,
+    segment_seconds: float = 0.0,
+    vad: str = "auto",
 ) -> None:
     if packed_model:
         if train_config or model_file:
@@ -45,25 +51,33 @@ def inference(
     elif not train_config:
         raise ValueError("--train_config (with --model_file) or --packed_model is required")
     device = "cuda" if ngpu > 0 else "cpu"
-    speech2text = Speech2Text(train_config, model_file, options, device=device, dtype=dtype)
+    speech2text = Speech2Text(train_config, model_file, options, device=device, dtype=dtype,
+                              segment_seconds=segment_seconds or None, vad=vad, batch_size=batch_size)
     loader = SpeechLLMTask.build_streaming_iterator(
         data_path_and_name_and_type, dtype=dtype, batch_size=batch_size, key_file=key_file,
         num_workers=num_workers, preprocess_fn=None,
         collate_fn=SpeechLLMTask.build_collate_fn(argparse.Namespace(), False), inference=True,
     )
-    done = 0
+    listed = key_file or data_path_and_name_and_type[0][0]  # one utterance per line
+    with open(listed, encoding="utf-8") as f:
+        total = sum(1 for line in f if line.strip())
+    progress = Progress(total, f"decode {output_dir}")
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
-            nbests = speech2text.decode(batch["speech"], batch["speech_lengths"])
-            for key, hyps in zip(keys, nbests):
-                for rank, hyp in enumerate(hyps, 1):
+            speech, lengths = batch["speech"], batch["speech_lengths"]
+            if speech.dim() == 2:  # waveforms: long recordings are cut into segments (short ones decode as a batch)
+                nbests = speech2text.transcribe([speech[i, :lengths[i]] for i in range(len(keys))])
+            else:  # dumped frontend outputs: already within the frontend's window (utils/dump_frontend.sh)
+                nbests = [[speech2text.transcript(h) for h in hyps] for hyps in speech2text.decode(speech, lengths)]
+            for key, transcripts in zip(keys, nbests):
+                for rank, t in enumerate(transcripts, 1):
                     out = writer[f"{rank}best_recog"]
-                    out["text"][key] = speech2text.text(hyp)
-                    out["token_int"][key] = " ".join(map(str, hyp.token_ids))
-                    out["token"][key] = " ".join(speech2text.tokenizer.convert_ids_to_tokens(hyp.token_ids))
-                    out["score"][key] = f"{hyp.logprob:.4f}"
-            done += len(keys)
-            logging.info(f"decoded {done} utterances; last: {keys[-1]}")
+                    out["text"][key] = t.text
+                    out["token_int"][key] = " ".join(map(str, t.token_ids))
+                    out["token"][key] = " ".join(speech2text.tokenizer.convert_ids_to_tokens(t.token_ids))
+                    out["score"][key] = f"{t.logprob:.4f}"
+            progress.update(len(keys))
+    progress.close()
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -80,6 +94,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_config", type=str_or_none)
     parser.add_argument("--model_file", type=str_or_none)
     parser.add_argument("--packed_model", type=str_or_none, help="archive written by speechllm.bin.pack")
+    parser.add_argument("--segment_seconds", type=float, default=0.0,
+                        help="recordings longer than this are cut at pauses and their segments' texts joined "
+                             "(0: the frontend's window, e.g. Whisper's 30 s, within half the LLM's context)")
+    parser.add_argument("--vad", default="auto", choices=["auto", "silero", "none"],
+                        help="where long recordings are cut: Silero VAD's pauses (auto: when installed) or "
+                             "low-energy points (none)")
     group = parser.add_argument_group("Decoding (speechllm.decoding.options.DecodingOptions)")
     defaults = DecodingOptions()
     for name, value in vars(defaults).items():
@@ -97,7 +117,7 @@ def main(cmd=None) -> None:
             output_dir=args.output_dir, data_path_and_name_and_type=args.data_path_and_name_and_type,
             train_config=args.train_config, model_file=args.model_file, packed_model=args.packed_model,
             key_file=args.key_file, options=options, batch_size=args.batch_size, ngpu=args.ngpu, dtype=args.dtype,
-            num_workers=args.num_workers,
+            num_workers=args.num_workers, segment_seconds=args.segment_seconds, vad=args.vad,
         )
 
 

@@ -76,10 +76,13 @@ class Progress:
             self.done = done
             return
         self.done = done
-        while self.total > 0 and self.next_percent <= 100 and self.done * 100 >= self.next_percent * self.total:
-            print(f"{self.desc}: progress {self.next_percent}% ({self.done} of {self.total} {self.unit})",
+        if self.total <= 0:
+            return
+        reached = self.done * 100 // self.total // STEP_PERCENT * STEP_PERCENT  # one line for steps passed at once
+        if reached >= self.next_percent:
+            print(f"{self.desc}: progress {reached}% ({self.done} of {self.total} {self.unit})",
                   file=self.stream, flush=True)
-            self.next_percent += STEP_PERCENT
+            self.next_percent = reached + STEP_PERCENT
 
     def close(self) -> None:
         if self.bar is not None:

@@ -46,6 +46,7 @@ stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_ta
 decode_config=               # Decoding config (YAML).
 inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack; none: the untrained model.
 inference_batch_size=1       # Utterances per decoding batch.
+max_segment_seconds=0        # Longer recordings: cut at pauses, decoded in segments, joined (0: the frontend's window).
 scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
 score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
 # END OPTIONS
@@ -215,7 +216,7 @@ decode_inputs_stamp() {
     {
         stat -c '%n %s %Y' "$1" "${decode_config}" "${model_dir}/config.yaml"
         [[ -f ${model} ]] && stat -L -c '%n %s %Y' "${model}"
-        echo "jobs $2 batch ${inference_batch_size}"
+        echo "jobs $2 batch ${inference_batch_size} segments ${max_segment_seconds}"
         cat "$1" "${decode_config}"
     } | sha256sum | cut -d' ' -f1
 }
@@ -422,6 +423,7 @@ decode() {
         run_cmd rm -rf "${dir}"/{text,token,token_int,score,missing_hyps.txt,score_wer,score_cer} "${dir}"/*best_recog
         launch "${decode_cmd}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
             python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
+            --segment_seconds "${max_segment_seconds}" \
             --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" \
             --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
             "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" ||
@@ -473,6 +475,8 @@ check_options() {
         frontend_batch_size; do
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
+    [[ ${max_segment_seconds} =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+        die "--max_segment_seconds takes a number of seconds (0: the frontend's window), got '${max_segment_seconds}'"
     for skipped in "${skip_stage_list[@]}"; do
         [[ ${skipped} =~ ^[0-9]+$ ]] || die "--skip_stages takes stage numbers, e.g. \"5 7\", got '${skip_stages}'"
     done
