@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from speechllm.data.datadir import read_kv  # noqa: E402
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend  # noqa: E402
-from speechllm.scoring.align import align_many, count_edits  # noqa: E402
+from speechllm.scoring.align import word_error_rate  # noqa: E402
 from speechllm.scoring.normalize import get_normalizer  # noqa: E402
 
 
@@ -54,16 +54,6 @@ def transcribe(model, tokenizer, encoder_output: torch.Tensor, max_tokens: int =
             break
         tokens = torch.cat([tokens, torch.tensor([[token]])], dim=1)
     return tokenizer.decode(tokens[0, len(prompt):], skip_special_tokens=True)
-
-
-def word_error_rate(refs, hyps):
-    """(WER in %, reference words), with the alignment that the sclite-identical scorer uses."""
-    vocab = {}
-    ids = [([vocab.setdefault(w, len(vocab)) for w in r.split()], [vocab.setdefault(w, len(vocab)) for w in h.split()])
-           for r, h in zip(refs, hyps)]
-    edits = [count_edits(codes) for codes in align_many(ids)]
-    words = sum(len(r) for r, _ in ids)
-    return 100.0 * sum(s + d + i for _, s, d, i in edits) / max(words, 1), words
 
 
 def main() -> None:

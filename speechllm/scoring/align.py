@@ -194,3 +194,13 @@ def align(ref: Sequence[int], hyp: Sequence[int], null_id: int = -3) -> str:
 def count_edits(codes: str) -> tuple[int, int, int, int]:
     """(correct, substitutions, deletions, insertions) of an edit string."""
     return codes.count(CORRECT), codes.count(SUBSTITUTION), codes.count(DELETION), codes.count(INSERTION)
+
+
+def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> tuple[float, int]:
+    """(WER in %, reference words) of normalised texts, with the alignment of the sclite-identical scorer."""
+    vocab: dict[str, int] = {}
+    ids = [([vocab.setdefault(w, len(vocab)) for w in r.split()], [vocab.setdefault(w, len(vocab)) for w in h.split()])
+           for r, h in zip(refs, hyps)]
+    edits = [count_edits(codes) for codes in align_many(ids)]
+    words = sum(len(r) for r, _ in ids)
+    return 100.0 * sum(s + d + i for _, s, d, i in edits) / max(words, 1), words

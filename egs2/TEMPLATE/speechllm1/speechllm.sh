@@ -212,13 +212,19 @@ decode_dir_of() {
 # decode_inputs_stamp SCP N: a digest of what the decoding jobs' outputs depend on besides their command lines (the
 # contents of the data list, decoding config, training config and the model file's size and time, the split).
 decode_inputs_stamp() {
-    local model=${model_dir}/${inference_model}
+    local file
     {
-        stat -c '%n %s %Y' "$1" "${decode_config}" "${model_dir}/config.yaml"
-        [[ -f ${model} ]] && stat -L -c '%n %s %Y' "${model}"
+        for file in "$1" "${decode_config}" "${model_dir}/config.yaml" "${model_dir}/${inference_model}"; do
+            [[ -f ${file} ]] && stat -L -c '%n %s %Y' "${file}"  # absent files (a dry run) count as absent
+        done
         echo "jobs $2 batch ${inference_batch_size} segments ${max_segment_seconds}"
         cat "$1" "${decode_config}"
     } | sha256sum | cut -d' ' -f1
+}
+
+# write_line FILE TEXT: FILE holds the line TEXT (a function, so that run_cmd shows it and a dry run skips it).
+write_line() {
+    printf '%s\n' "$2" > "$1"
 }
 
 # merge_decode_outputs LOGDIR N DECODE_DIR: joins the N jobs' OUTPUT.JOB/<n>best_recog/* files, sorted by key:
@@ -417,7 +423,7 @@ decode() {
             run_cmd rm -rf "${logdir}"
             run_cmd mkdir -p "${logdir}"
             run_cmd split_scp "${scp}" "${parts}" "${logdir}/keys"
-            echo "${stamp}" > "${logdir}/inputs.sha256"
+            run_cmd write_line "${logdir}/inputs.sha256" "${stamp}"
         fi
         # The merged results of an earlier run go first: a failed run leaves no stale text to score.
         run_cmd rm -rf "${dir}"/{text,token,token_int,score,missing_hyps.txt,score_wer,score_cer} "${dir}"/*best_recog
