@@ -2,7 +2,7 @@
 against the recording's length.
 
     tools/venv/bin/python bench/bench_long_form.py --model exp/m/packed.zip --data_dir dump/test \
-        [--group_seconds 120] [--pause 0.3] [--minutes 1 5 10] [--segment_seconds 0] [--vad auto]
+        [--utts 0] [--group_seconds 120] [--pause 0.3] [--minutes 1 5 10] [--segment_seconds 0] [--vad auto]
 
 WER: the data dir's utterances, in order, are joined into recordings of about ``--group_seconds`` with
 ``--pause`` seconds of silence between them, their references joined the same way. Both are decoded with the same
@@ -37,17 +37,18 @@ from speechllm.scoring.normalize import get_normalizer  # noqa: E402
 RATE = 16000
 
 
-def read_waves(data_dir: Path):
+def read_waves(data_dir: Path, utts: int = 0):
     from speechllm.data.audio import read_scp_value
 
     wavs, texts = read_kv(data_dir / "wav.scp"), read_kv(data_dir / "text")
-    keys = list(wavs)
+    keys = list(wavs)[: utts or None]
     waves = []
     for key in keys:
         audio = read_scp_value(wavs[key])
         if audio.fs != RATE:
             raise ValueError(f"{data_dir}/wav.scp: {key} is at {audio.fs} Hz; this benchmark takes {RATE} Hz")
-        waves.append(np.asarray(audio.samples, dtype=np.float32))
+        samples = np.asarray(audio.samples, dtype=np.float32)
+        waves.append(samples.mean(axis=1) if samples.ndim == 2 else samples)  # (samples, channels) -> mono
     return keys, waves, [texts[k] for k in keys]
 
 
@@ -70,13 +71,13 @@ def peak_memory(args, minutes: float) -> dict:
     """Decode a recording of ``minutes`` in a fresh process; its memory figures."""
     command = [sys.executable, __file__, "--model", args.model, "--data_dir", args.data_dir, "--memory_child",
                str(minutes), "--segment_seconds", str(args.segment_seconds), "--vad", args.vad,
-               "--batch_size", str(args.batch_size)]
+               "--batch_size", str(args.batch_size), "--utts", str(args.utts), "--decoding", args.decoding]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def memory_child(args, s2t) -> None:
-    _, waves, _ = read_waves(Path(args.data_dir))
+    _, waves, _ = read_waves(Path(args.data_dir), args.utts)
     joined = np.concatenate(waves)
     repeats = int(np.ceil(args.memory_child * 60 * RATE / len(joined)))
     recording = np.tile(joined, repeats)[: int(args.memory_child * 60 * RATE)]
@@ -94,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="packed.zip, its folder, or a model dir")
     parser.add_argument("--data_dir", required=True, help="a Kaldi data dir of 16 kHz audio (wav.scp, text)")
+    parser.add_argument("--utts", type=int, default=0, help="the first N utterances (0: all)")
     parser.add_argument("--group_seconds", type=float, default=120.0)
     parser.add_argument("--pause", type=float, default=0.3)
     parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 10])
@@ -115,7 +117,7 @@ def main() -> None:
     if args.memory_child is not None:
         return memory_child(args, s2t)
     normalize = get_normalizer(args.normalize)
-    keys, waves, texts = read_waves(Path(args.data_dir))
+    keys, waves, texts = read_waves(Path(args.data_dir), args.utts)
     start = time.perf_counter()
     alone = s2t(list(waves))
     alone_time = time.perf_counter() - start
