@@ -21,10 +21,19 @@ def figures(text: str) -> Dict[str, float]:
     return {k: float(v) for k, v in FIGURE.findall(text)}
 
 
-def read_log(log: Path) -> Dict[str, List]:
-    """{"steps": [(global step, figures)], "epochs": [(epoch, train figures, valid figures)]}."""
+def training_logs(model_dir: Path) -> List[Path]:
+    """The logs of every run of a training, oldest first: train.log.1, train.log.2, ... (runs before a resume, kept
+    by stage 8), then train.log."""
+    earlier = [p for p in model_dir.glob("train.log.*") if p.suffix[1:].isdigit()]
+    return sorted(earlier, key=lambda p: int(p.suffix[1:])) + [model_dir / "train.log"]
+
+
+def read_log(*logs: Path) -> Dict[str, List]:
+    """{"steps": [(global step, figures)], "epochs": [(epoch, train figures, valid figures)]} of one training's logs
+    in order (a resumed run continues the step count)."""
     steps, epochs, offset, last_epoch, epoch_batches = [], [], 0, 0, 0
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+    text = "\n".join(log.read_text(encoding="utf-8", errors="replace") for log in logs)
+    for line in text.splitlines():
         match = STEP_LINE.search(line)
         if match:
             epoch, _, last = int(match[1]), int(match[2]), int(match[3])
@@ -51,7 +60,7 @@ def plot(model_dirs: List[Path], out: Path, keys=("loss_llm", "acc")) -> Path:
         log = model_dir / "train.log"
         if not log.is_file():
             raise FileNotFoundError(f"{log} does not exist: give model dirs that stage 8 (training) wrote")
-        curves = read_log(log)
+        curves = read_log(*training_logs(model_dir))
         if not curves["steps"] and not curves["epochs"]:
             raise ValueError(f"{log} has no training progress lines yet")
         for column, key in enumerate(keys):

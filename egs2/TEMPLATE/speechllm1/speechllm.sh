@@ -383,7 +383,7 @@ collect_stats() {
 }
 
 train_model() {
-    local shape
+    local shape run
     local -a shape_args=()
     for shape in train/speech_shape train/text_shape valid/speech_shape valid/text_shape; do
         need_file "${stats_dir}/${shape}" "run stage 7 first"
@@ -392,9 +392,12 @@ train_model() {
     set_training_args
     log "Reads ${dumpdir}/{${train_set},${valid_set}} and ${stats_dir}, writes ${model_dir}"
     run_cmd mkdir -p "${model_dir}"
-    # The previous log is kept aside: the launcher would skip a job whose log shows success.
+    # Earlier runs' logs are kept as train.log.1, .2, ... (the launcher would skip a job whose log shows success;
+    # speechllm.bin.plot_training reads them all, in order, with train.log).
     if [[ -f ${model_dir}/train.log ]]; then
-        run_cmd mv "${model_dir}/train.log" "${model_dir}/train.log.prev"
+        run=1
+        while [[ -e ${model_dir}/train.log.${run} ]]; do run=$((run + 1)); done
+        run_cmd mv "${model_dir}/train.log" "${model_dir}/train.log.${run}"
     fi
     launch "${train_cmd}" --gpu "${ngpu}" --num_threads "${train_threads}" "${model_dir}/train.log" \
         python3 -m speechllm.bin.speechllm_train --config "${train_config}" "${llm_args[@]}" \
