@@ -8,8 +8,9 @@
     s2t("meeting.wav", segment_seconds=20)                     # long audio: cut at pauses, segments decoded in batches
 
 Audio at another sample rate is resampled (scipy's polyphase filter); several channels are averaged (with a note in
-the log). A recording longer than the maximum segment length (``segment_seconds``; default: the frontend's window
-where it has one, Whisper's 30 s, else 30 s, and at most what fits in half the LLM's context) is cut into segments
+the log). A recording longer than the maximum segment length (``segment_seconds``; default: the longest training utterance
+of the model, within the frontend's window where it has one, Whisper's 30 s, else 30 s, and at most what fits in
+half the LLM's context) is cut into segments
 at pauses (speechllm.decoding.segment: Silero VAD when installed, else low-energy points), never truncated; the
 segments are decoded in batches of ``batch_size`` and their texts joined in order. ``Speech2Text.decode`` is the
 low-level call on padded waveform (or dumped feature) batches; it does not segment.
@@ -27,7 +28,7 @@ import torch
 from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.scorers import vocab_tag
 from speechllm.decoding.search import BeamSearch, Hypothesis
-from speechllm.decoding.segment import Segmenter, default_max_seconds
+from speechllm.decoding.segment import MIN_SEGMENT_SECONDS, Segmenter, default_max_seconds
 
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
 MODEL_FILES = ("model.pth", "valid.acc.ave.pth", "valid.loss.ave.pth")
@@ -102,6 +103,7 @@ class Speech2Text:
         self.device = device
         self.dtype = getattr(torch, dtype)
         self.sample_rate = int((args.frontend_conf or {}).get("fs", 16000))  # what the frontend takes
+        self.longest_train_seconds = getattr(args, "longest_train_seconds", None)  # None in older configs
         self.search = self._search(options)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -174,10 +176,13 @@ class Speech2Text:
 
     # ---- long recordings -----------------------------------------------------------------------------------
     def default_segment_seconds(self) -> float:
-        """The frontend's window (Whisper: 30 s), else 30 s; at most what takes half the LLM's context (the other
-        half is for the prompt and the text)."""
+        """The longest training utterance (a model trained on 5 s utterances writes loops over 30 s of speech),
+        within the frontend's window (Whisper: 30 s), else 30 s; at most what takes half the LLM's context (the
+        other half is for the prompt and the text)."""
         seconds = default_max_seconds(getattr(self.model.frontend, "max_seconds", float("inf")),
                                       DEFAULT_SEGMENT_SECONDS)
+        if self.longest_train_seconds:
+            seconds = min(seconds, max(self.longest_train_seconds, MIN_SEGMENT_SECONDS))
         positions = getattr(self.model, "max_positions", None)
         if positions and self.model.frontend is not None:
             probe = torch.zeros(1, int(PROBE_SECONDS * self.sample_rate), dtype=self.dtype, device=self.device)

@@ -108,6 +108,12 @@ def test_checkpoints_written_by_training_load_with_weights_only_and_resume(setup
     assert not list(exp.glob(".*.tmp"))
 
 
+def test_training_records_its_longest_utterance_for_decoding(trained):
+    # Decoding cuts longer recordings into segments no longer than this (Speech2Text.default_segment_seconds).
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    assert config["longest_train_seconds"] == max(LENGTHS) / 16000
+
+
 def test_resume_refuses_a_checkpoint_that_would_run_code(setup, tmp_path):
     marker = tmp_path / "MARKER"
     exp = tmp_path / "exp"

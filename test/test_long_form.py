@@ -3,6 +3,7 @@ cut off. Segmenter on real AN4 speech (Silero VAD) and on synthetic bursts (low-
 decoding program and the CLI on a tiny untrained model."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -10,6 +11,7 @@ import tarfile
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 from speechllm.decoding.segment import Segmenter, silero_installed
 from test_model import tokens_dir  # noqa: F401 (fixture)
@@ -113,6 +115,24 @@ def test_speech2text_joins_the_texts_of_a_long_recordings_segments(model_dir):  
     assert s2t([short, samples], segment_seconds=4.0) == [s2t(short), long]
     nbest = s2t(samples, segment_seconds=4.0, nbest=2)
     assert nbest[0][0] == long and len(nbest) == 2
+
+
+def test_default_segment_length_is_the_longest_training_utterance(model_dir, tmp_path):  # noqa: F811
+    from speechllm import Speech2Text
+
+    config = yaml.safe_load((model_dir / "config.yaml").read_text())
+    untold = Speech2Text.from_pretrained(str(model_dir), max_length=4, vad="none")
+    assert untold.default_segment_seconds() > 4.0  # no training lengths recorded: the window or the LLM's context
+    segments = {}
+    shutil.copy(model_dir / "model.pth", tmp_path)
+    for longest in (4.0, 0.2, 1000.0):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "longest_train_seconds": longest}))
+        s2t = Speech2Text.from_pretrained(str(tmp_path), max_length=4, vad="none")
+        segments[longest] = s2t.default_segment_seconds()
+        if longest == 4.0:
+            samples, _ = bursts([1.5] * 8)  # 17.4 s: cut into segments of at most 4 s without being asked
+            assert s2t(samples) == s2t(samples, segment_seconds=4.0) != s2t(samples, segment_seconds=30.0)
+    assert segments == {4.0: 4.0, 0.2: 1.0, 1000.0: untold.default_segment_seconds()}  # floor 1 s; window caps
 
 
 def test_decoding_program_and_cli_segment_long_recordings(model_dir, tmp_path):  # noqa: F811

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speechllm.data.validate import validate_data_dir
 from speechllm.synth import augment, corpus, engines, sources, text
 from speechllm.synth.engines import EngineUnavailable, Request, Voice
 
@@ -19,7 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "egs2" / "synth_english" / "speechllm1" / "local" / "synthesize.py"
 ARCHIVE = REPO.parent / "shared" / "corpora" / "mini_an4" / "downloads.tar.gz"
 SPLITS = corpus.SPLITS
-DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
 
 
 def engine_or_skip(name, seed=0):
@@ -356,13 +356,7 @@ def test_data_dirs_are_sorted_consistent_and_16k_pcm(tiny_corpus):
     workdir, stdout = tiny_corpus
     for split in SPLITS:
         data = workdir / "data" / split
-        for name in DATA_FILES:
-            lines = (data / name).read_bytes().splitlines()
-            assert lines == sorted(lines), f"{data / name} is not sorted as LC_ALL=C sort does"
-        utt2spk = read_table(data / "utt2spk")
-        assert set(read_table(data / "wav.scp")) == set(read_table(data / "text")) == set(utt2spk)
-        for utt, spk in utt2spk.items():
-            assert utt.startswith(spk + "-")
+        assert validate_data_dir(data) == []  # sorted as LC_ALL=C sort, consistent, speaker-prefixed ids
         for path in read_table(data / "wav.scp").values():
             info = soundfile.info(workdir / path)
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")

@@ -96,7 +96,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--packed_model", type=str_or_none, help="archive written by speechllm.bin.pack")
     parser.add_argument("--segment_seconds", type=float, default=0.0,
                         help="recordings longer than this are cut at pauses and their segments' texts joined "
-                             "(0: the frontend's window, e.g. Whisper's 30 s, within half the LLM's context)")
+                             "(0: the model's longest training utterance, within the frontend's window and half the "
+                             "LLM's context)")
     parser.add_argument("--vad", default="auto", choices=["auto", "silero", "none"],
                         help="where long recordings are cut: Silero VAD's pauses (auto: when installed) or "
                              "low-energy points (none)")

@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("audio", nargs="+", help="audio files, or - for a wav.scp on stdin")
     parser.add_argument("--batch_size", type=int, default=8, help="inputs (or segments) decoded together")
     parser.add_argument("--segment_seconds", type=float, default=0.0,
-                        help="inputs longer than this are cut at pauses and their texts joined (0: the frontend's "
-                             "window, e.g. Whisper's 30 s, within half the LLM's context)")
+                        help="inputs longer than this are cut at pauses and their texts joined (0: the model's "
+                             "longest training utterance, within the frontend's window and half the LLM's context)")
     parser.add_argument("--vad", default="auto", choices=["auto", "silero", "none"],
                         help="where long inputs are cut: Silero VAD's pauses (auto: when installed) or low-energy points")
     parser.add_argument("--device", default="cpu")

@@ -15,7 +15,10 @@ from espnet2.asr.frontend.default import DefaultFrontend
 
 class FbankFrontend(DefaultFrontend):
     def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return super().forward(self.reflect_ends(input, input_lengths), input_lengths)
+        feats, feats_lengths = super().forward(self.reflect_ends(input, input_lengths), input_lengths)
+        # reflect_ends may widen the batch for an utterance ending within n_fft // 2 of the longest: the frames of
+        # that extra width belong to no utterance, and the encoder's masks expect max(feats_lengths) frames.
+        return feats[:, : int(feats_lengths.max())], feats_lengths
 
     def reflect_ends(self, input: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
         """``input`` with the ``n_fft // 2`` samples after each shorter utterance's end set to its reflection,

@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import random
+import resource
 import sys
 import time
 import wave
@@ -403,9 +404,9 @@ def claim_audio_dir(audio_dir: Path, text: str):
     plan_file = audio_dir / "plan.tsv"
     if plan_file.exists():
         if plan_file.read_text() != text:
-            raise RuntimeError(f"{plan_file} records a different corpus (other --seed/--num_*/--fs/--engines/"
-                               f"--sources/augmentation options, other engines or text sources installed, or "
-                               f"another generator version): delete {audio_dir} or pass another --audio_dir")
+            raise RuntimeError(f"{plan_file} records a different corpus (other --seed/--num_*/--fs or other corpus "
+                               f"options, other engines or text sources installed, or another generator version): "
+                               f"delete {audio_dir} or pass another --audio_dir")
         return
     audio_dir.mkdir(parents=True, exist_ok=True)
     plan_file.write_text(text)
@@ -436,6 +437,13 @@ def wav_frames(path: str) -> int:
 _SOUNDS = None  # the noise archive's sounds, loaded by the parent and inherited by the forked workers
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of the programs it ran (flite, festival), to the microsecond: os.times()
+    counts 10 ms ticks, so a fast engine on a few short sentences would read 0."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def synthesize_speaker(job):
     """Runs in a fresh process: all of one speaker's utterances, in order. Returns the engine, the seconds spent
     in the engine, the seconds of audio it made, and (utt id, frames, written?) per utterance."""
@@ -443,10 +451,9 @@ def synthesize_speaker(job):
     first = utterances[0]
     engine = tts.get_engine(first.engine, seed=first.engine_seed)
     requests = [tts.Request(u.spoken, u.voice, u.rate, u.pitch, u.seed) for u in utterances]
-    before = os.times()  # CPU time of this process and of the programs it ran (flite, festival)
+    before = cpu_seconds()
     outputs = engine.synthesize_batch(requests)
-    after = os.times()
-    engine_seconds = sum(after[i] - before[i] for i in range(4))
+    engine_seconds = cpu_seconds() - before
     results, audio_seconds = [], 0.0
     for utt, (samples, rate) in zip(utterances, outputs):
         if len(samples) == 0 or not np.any(samples):
@@ -466,12 +473,16 @@ def synthesize_speaker(job):
 ENGINE_COST = {"piper": 8.0, "festival": 2.0, "hibari": 1.0, "flite": 1.0, "espeak": 0.3}
 
 
-def synthesize_all(plan, audio_dir, fs, nj, log=print):
-    """Frames per utterance id, files written, and {engine: [cpu seconds, audio seconds]} of this run."""
+def synthesize_all(plan, audio_dir, fs, nj, log=print, worker=None):
+    """Frames per utterance id, files written, and {engine: [cpu seconds, audio seconds]} of this run.
+
+    ``worker`` (default: synthesize_speaker) takes ``(utterances of one speaker, audio_dir, fs)`` in a fresh process
+    and returns what synthesize_speaker returns; speakers whose files all exist are reused without synthesis."""
+    worker = worker or synthesize_speaker
     by_speaker = collections.defaultdict(list)
     for utt in plan:
         by_speaker[utt.speaker].append(utt)
-    for split in SPLITS:
+    for split in sorted({utt.split for utt in plan}):
         os.makedirs(os.path.join(audio_dir, "wav", split), exist_ok=True)
     frames, written, speed = {}, 0, collections.defaultdict(lambda: [0.0, 0.0])
     jobs = []
@@ -481,13 +492,13 @@ def synthesize_all(plan, audio_dir, fs, nj, log=print):
             frames.update((utt.id, wav_frames(path)) for utt, path in zip(utterances, paths))
         else:
             jobs.append((utterances, audio_dir, fs))
-    jobs.sort(key=lambda job: -ENGINE_COST.get(job[0][0].engine, 1.0) * len(job[0]))
+    jobs.sort(key=lambda job: -ENGINE_COST.get(getattr(job[0][0], "engine", ""), 1.0) * len(job[0]))
     if jobs:
         # maxtasksperchild=1: every speaker gets a fresh process (see the module doc).
         context = multiprocessing.get_context("fork")
         done, start = 0, time.time()
         with context.Pool(min(nj, len(jobs)), maxtasksperchild=1) as pool:
-            for engine, cpu, audio, results in pool.imap_unordered(synthesize_speaker, jobs, chunksize=1):
+            for engine, cpu, audio, results in pool.imap_unordered(worker, jobs, chunksize=1):
                 speed[engine][0] += cpu
                 speed[engine][1] += audio
                 for utt_id, n, was_written in results:

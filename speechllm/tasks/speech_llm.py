@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -38,7 +39,7 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import str2bool, str_or_none
+from espnet2.utils.types import float_or_none, str2bool, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
 from speechllm.models.adapters import ADAPTERS
@@ -121,6 +122,28 @@ def speech_is_features(args: argparse.Namespace) -> bool:
     return any(name == "speech" and kind in FEATURE_TYPES for _, name, kind in triples)
 
 
+def longest_train_seconds(args: argparse.Namespace) -> Optional[float]:
+    """The longest training utterance in seconds, from the ``speech_shape`` file when the training speech is audio
+    (its first dimension counts samples at the frontend's rate); None for dumped features, whose frame rate the
+    shape file does not tell."""
+    triples = getattr(args, "train_data_path_and_name_and_type", None) or []
+    if not any(name == "speech" and kind in ("sound", "kaldi_ark_audio", "multi_columns_sound")
+               for _, name, kind in triples):
+        return None
+    shape_files = [f for f in (getattr(args, "train_shape_file", None) or []) if Path(f).name == "speech_shape"]
+    longest = 0
+    for shape_file in shape_files:
+        with open(shape_file, encoding="utf-8") as f:
+            for line in f:
+                fields = line.split(maxsplit=1)
+                if len(fields) == 2:
+                    longest = max(longest, int(fields[1].split(",")[0]))
+    if not longest:
+        return None
+    fs = int((getattr(args, "frontend_conf", None) or {}).get("fs", 16000))
+    return round(longest / fs, 2)
+
+
 def build_part(option: str, cls: type, conf: Optional[dict], **given):
     """``cls(**given, **conf)`` with unknown or clashing keys reported by their config name before anything builds."""
     conf = dict(conf or {})
@@ -185,6 +208,10 @@ class SpeechLLMTask(AbsTask):
                            help="The keyword arguments of ESPnet's CTC class")
         group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
                            help="SentencePiece model of the CTC head's vocabulary (no CTC head if not given)")
+        group.add_argument("--longest_train_seconds", type=float_or_none, default=None,
+                           help="The longest training utterance (seconds); filled in from the training speech_shape "
+                                "when training on audio. Decoding cuts longer recordings into segments no longer "
+                                "than this, by default (a model trained on short utterances loops on long ones)")
         group.add_argument("--ctc_token_type", choices=CTC_TOKEN_TYPES, default="bpe",
                            help="The CTC head's vocabulary: bpe (--ctc_bpemodel) or llm (the LLM's own tokens, "
                                 "which joint CTC/LLM decoding needs)")
@@ -193,6 +220,12 @@ class SpeechLLMTask(AbsTask):
                            help="Tokenize the text on the fly (needed for training and statistics)")
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        if args.longest_train_seconds is None and not args.collect_stats:
+            args.longest_train_seconds = longest_train_seconds(args)  # written into config.yaml with the rest
+        super().main_worker(args)
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[

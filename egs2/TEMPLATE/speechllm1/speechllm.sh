@@ -46,7 +46,7 @@ stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_ta
 decode_config=               # Decoding config (YAML).
 inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack; none: the untrained model.
 inference_batch_size=1       # Utterances per decoding batch.
-max_segment_seconds=0        # Longer recordings: cut at pauses, decoded in segments, joined (0: the frontend's window).
+max_segment_seconds=0        # Longer recordings: cut at pauses, decoded in segments, joined (0: the longest training utterance).
 scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
 score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
 # END OPTIONS
@@ -218,7 +218,9 @@ decode_inputs_stamp() {
             [[ -f ${file} ]] && stat -L -c '%n %s %Y' "${file}"  # absent files (a dry run) count as absent
         done
         echo "jobs $2 batch ${inference_batch_size} segments ${max_segment_seconds}"
-        cat "$1" "${decode_config}"
+        for file in "$1" "${decode_config}"; do
+            [[ -f ${file} ]] && cat "${file}"
+        done
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -485,7 +487,7 @@ check_options() {
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
     [[ ${max_segment_seconds} =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-        die "--max_segment_seconds takes a number of seconds (0: the frontend's window), got '${max_segment_seconds}'"
+        die "--max_segment_seconds takes a number of seconds (0: the longest training utterance), got '${max_segment_seconds}'"
     for skipped in "${skip_stage_list[@]}"; do
         [[ ${skipped} =~ ^[0-9]+$ ]] || die "--skip_stages takes stage numbers, e.g. \"5 7\", got '${skip_stages}'"
     done

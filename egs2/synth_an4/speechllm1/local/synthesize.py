@@ -12,12 +12,10 @@ reuses the audio already there, a rerun with other options into the same audio_d
 import argparse
 import collections
 import math
-import multiprocessing
 import os
 import random
 import sys
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,8 @@ from scipy.signal import resample_poly  # imported once here: forked workers inh
 
 from speechllm.data.cli import parse_bool
 from speechllm.synth import an4_grammar, espeak
+from speechllm.synth.corpus import (claim_audio_dir, cpu_seconds, synthesize_all, wav_path, words_of, write_wav,
+                                    write_data_dir)
 from speechllm.synth.espeak import ACCENTS, VARIANT_FAMILIES
 
 SPLITS = ("train", "dev", "test")
@@ -105,10 +105,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- sentences
-
-def words_of(sentences) -> set:
-    return {word for sentence in sentences for word in sentence.split()}
-
 
 def draw_held_out(rng, count, split, forbidden, train_words):
     """count sentences absent from `forbidden` whose words all occur in training; prints what it rejected."""
@@ -224,23 +220,7 @@ def plan_text(plan, seed, fs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claim_audio_dir(audio_dir: Path, text: str):
-    """Record the plan in audio_dir, or refuse if audio_dir holds audio made from another plan."""
-    plan_file = audio_dir / "plan.tsv"
-    if plan_file.exists():
-        if plan_file.read_text() != text:
-            raise RuntimeError(f"{plan_file} records a different corpus (other --seed/--num_*/--fs or another "
-                               f"generator version): delete {audio_dir} or pass another --audio_dir")
-        return
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(text)
-
-
 # ---------------------------------------------------------------- audio
-
-def wav_path(audio_dir, utt: Utterance) -> str:
-    return os.path.join(audio_dir, "wav", utt.split, utt.id + ".wav")
-
 
 def resample(samples: np.ndarray, from_fs: int, to_fs: int) -> np.ndarray:
     """Polyphase resampling with scipy's anti-aliasing FIR filter."""
@@ -261,93 +241,31 @@ def augment(speech: np.ndarray, fs: int, utt: Utterance) -> np.ndarray:
     return np.clip(np.round(padded * 32767), -32768, 32767).astype(np.int16)
 
 
-def write_wav(path: str, samples: np.ndarray, fs: int):
-    """16-bit mono PCM; written beside and renamed so an interrupted run never leaves a truncated file."""
-    partial = path + ".partial"
-    with wave.open(partial, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(fs)
-        out.writeframes(samples.astype("<i2").tobytes())
-    os.replace(partial, path)
-
-
-def wav_frames(path: str) -> int:
-    with wave.open(path, "rb") as wav:
-        return wav.getnframes()
-
-
 def synthesize_speaker(job):
     """Runs in a fresh process (eSpeak state must start clean): all of one speaker's utterances, in order.
 
-    Returns (utt id, frames, written?) per utterance; utterances whose file exists are synthesised anyway
-    (to keep eSpeak's state sequence) but not rewritten.
+    Returns what speechllm.synth.corpus.synthesize_speaker returns; utterances whose file exists are synthesised
+    anyway (to keep eSpeak's state sequence) but not rewritten.
     """
     utterances, audio_dir, fs = job
     engine = espeak.ESpeak()
-    results = []
+    results, audio_seconds = [], 0.0
+    before = cpu_seconds()
     for utt in utterances:
         engine.set_voice(utt.voice)
         engine.set_parameter("rate", utt.rate)
         engine.set_parameter("pitch", utt.pitch)
         engine.set_parameter("range", utt.pitch_range)
         engine.seed(utt.noise_seed)
-        samples = augment(resample(engine.synthesize(espeak.spoken_form(utt.text)), engine.sample_rate, fs),
-                          fs, utt)
+        speech = engine.synthesize(espeak.spoken_form(utt.text))
+        audio_seconds += len(speech) / engine.sample_rate
+        samples = augment(resample(speech, engine.sample_rate, fs), fs, utt)
         path = wav_path(audio_dir, utt)
         written = not os.path.exists(path)
         if written:
             write_wav(path, samples, fs)
         results.append((utt.id, len(samples), written))
-    return results
-
-
-def synthesize_all(plan, audio_dir, fs, nj):
-    """Frames per utterance id; speakers whose files all exist are reused without synthesis."""
-    by_speaker = collections.defaultdict(list)
-    for utt in plan:
-        by_speaker[utt.speaker].append(utt)
-    for split in SPLITS:
-        os.makedirs(os.path.join(audio_dir, "wav", split), exist_ok=True)
-    frames, written = {}, 0
-    jobs = []
-    for speaker, utterances in sorted(by_speaker.items()):
-        paths = [wav_path(audio_dir, utt) for utt in utterances]
-        if all(os.path.exists(path) for path in paths):
-            frames.update((utt.id, wav_frames(path)) for utt, path in zip(utterances, paths))
-        else:
-            jobs.append((utterances, audio_dir, fs))
-    if jobs:
-        # maxtasksperchild=1: every speaker gets a fresh process, hence a fresh eSpeak (see speechllm.synth.espeak)
-        context = multiprocessing.get_context("fork")
-        with context.Pool(min(nj, len(jobs)), maxtasksperchild=1) as pool:
-            for results in pool.imap_unordered(synthesize_speaker, jobs, chunksize=1):
-                for utt_id, n, was_written in results:
-                    frames[utt_id] = n
-                    written += was_written
-    return frames, written
-
-
-# ---------------------------------------------------------------- Kaldi data dirs
-
-def write_lines(path: Path, lines):
-    path.write_text("".join(line + "\n" for line in lines))
-
-
-def write_data_dir(data_dir: Path, utterances, audio_dir):
-    """wav.scp, text, utt2spk, spk2utt sorted in C-locale byte order (Python's str order for ASCII ids)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    utterances = sorted(utterances, key=lambda utt: utt.id)
-    speakers_in_utt_order = [utt.speaker for utt in utterances]
-    if speakers_in_utt_order != sorted(speakers_in_utt_order):
-        raise AssertionError(f"{data_dir}: utterance order does not group speakers; fix the id scheme")
-    write_lines(data_dir / "wav.scp", [f"{utt.id} {wav_path(audio_dir, utt)}" for utt in utterances])
-    write_lines(data_dir / "text", [f"{utt.id} {utt.text}" for utt in utterances])
-    write_lines(data_dir / "utt2spk", [f"{utt.id} {utt.speaker}" for utt in utterances])
-    spk2utt = collections.defaultdict(list)
-    for utt in utterances:
-        spk2utt[utt.speaker].append(utt.id)
-    write_lines(data_dir / "spk2utt", [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items())])
+    return "espeak", cpu_seconds() - before, audio_seconds, results
 
 
 # ---------------------------------------------------------------- summary
@@ -384,7 +302,8 @@ def build_corpus(args):
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
     plan = make_plan(args.seed, counts, tuple(sorted(set(args.accents.split(",")))), args.hold_out_variants)
     claim_audio_dir(Path(args.audio_dir), plan_text(plan, args.seed, args.fs))
-    frames, written = synthesize_all(plan, args.audio_dir, args.fs, args.nj)
+    frames, written, _ = synthesize_all(plan, args.audio_dir, args.fs, args.nj, log=lambda line: None,
+                                        worker=synthesize_speaker)
     for split in SPLITS:
         write_data_dir(Path(args.data_dir) / split, [utt for utt in plan if utt.split == split], args.audio_dir)
     print(summary(plan, frames, args.fs))
