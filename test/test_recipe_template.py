@@ -243,6 +243,9 @@ elif name == "python3" and args[:2] == ["-m", "espnet2.bin.aggregate_stats_dirs"
         Path(opt("--output_dir"), part).mkdir(parents=True, exist_ok=True)
         for shape in ("speech_shape", "text_shape"):
             Path(opt("--output_dir"), part, shape).write_text("")
+elif name == "python3" and args[:2] == ["-m", "speechllm.bin.rescore_nbest"]:
+    Path(opt("--output_dir")).mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(opt("--nbest_dir"), "text"), Path(opt("--output_dir"), "text"))
 elif name == "python3" and args[:2] == ["-m", "speechllm.bin.make_results"]:
     Path(args[2], "RESULTS.md").write_text("# RESULTS stub table\n")
 '''
@@ -467,6 +470,33 @@ def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recip
     scoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.score_text"]]
     assert [c[c.index("--out_dir") + 1].rsplit("/", 1)[1] for c in scoring] == ["score_wer", "score_cer"] * 2
     assert "# RESULTS stub table" in out
+
+
+def test_rescoring_is_tuned_on_the_validation_decode_and_scored_beside_each_decode(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    model_dir = stub_recipe.root / "exp" / "train"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.yaml").write_text("{}\n")
+    (model_dir / "valid.loss.ave.pth").write_text("")
+    stub_recipe.run("--stage", "9", "--stop_stage", "10", "--rescore_lm", "/models/SmolLM2.gguf",
+                    "--rescore_opts", "--lm_weights 0,0.5")
+    rescoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.rescore_nbest"]]
+    decodes = "exp/train/decode_decode_valid.loss.ave"
+    assert [(c[c.index("--nbest_dir") + 1], c[c.index("--output_dir") + 1]) for c in rescoring] == [
+        (f"{decodes}/{x}", f"{decodes}_rescore_SmolLM2/{x}") for x in ("dev", "test")]
+    for call in rescoring:  # tuned on dev's decode against dev's references; the extra options passed on
+        assert call[call.index("--tune_nbest_dir") + 1] == f"{decodes}/dev"
+        assert call[call.index("--tune_ref") + 1] == "dump/dev/text"
+        assert call[-2:] == ["--lm_weights", "0,0.5"]
+    scoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.score_text"]]
+    assert [c[c.index("--out_dir") + 1] for c in scoring] == [
+        f"{d}/{x}/score_{m}" for x in ("dev", "test") for d in (decodes, f"{decodes}_rescore_SmolLM2")
+        for m in ("wer", "cer")]
+    # Without the validation set among the decoded sets there is nothing to tune on.
+    failed = stub_recipe.run("--stage", "9", "--stop_stage", "9", "--test_sets", "test", "--rescore_lm", "lm",
+                             check=False)
+    assert failed.returncode != 0
+    assert "--rescore_lm tunes on the validation set's decode: add dev to --test_sets" in failed.stderr
 
 
 # ------------------------------------------------------------------------------------ setup.sh and path.sh

@@ -47,6 +47,9 @@ decode_config=               # Decoding config (YAML).
 inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack; none: the untrained model.
 inference_batch_size=1       # Utterances per decoding batch.
 max_segment_seconds=0        # Longer recordings: cut at pauses, decoded in segments, joined (0: the longest training utterance).
+rescore_lm=                  # Causal LM (folder, .gguf or hub name) rescoring stage 9's n-best lists (decode config
+                             # nbest > 1), its weight and word bonus tuned on --valid_set's decode (empty: none).
+rescore_opts=                # Extra options of speechllm.bin.rescore_nbest, e.g. "--lm_weights 0,0.5,1".
 scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
 score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
 # END OPTIONS
@@ -207,6 +210,19 @@ unique_words() {
 
 decode_dir_of() {
     echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}/$1"
+}
+
+# rescore_dir_of SET: where --rescore_lm's rescoring of SET's decode goes, named by the decode and the LM.
+rescore_dir_of() {
+    local lm_name
+    lm_name=$(basename "${rescore_lm%/}")
+    echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}_rescore_${lm_name%.gguf}/$1"
+}
+
+# The decode dirs stage 10 scores: every test set's decode, and its rescoring with --rescore_lm.
+scored_dirs_of() {
+    decode_dir_of "$1"
+    [[ -z ${rescore_lm} ]] || rescore_dir_of "$1"
 }
 
 # decode_inputs_stamp SCP N: a digest of what the decoding jobs' outputs depend on besides their command lines (the
@@ -414,6 +430,9 @@ decode() {
     [[ ${inference_model} == none ]] && model_file_args=()
     need_file "${model_dir}/config.yaml" "run stage 8 first"
     need_model_file
+    if [[ -n ${rescore_lm} && " ${test_sets} " != *" ${valid_set} "* ]]; then
+        die "--rescore_lm tunes on the validation set's decode: add ${valid_set} to --test_sets"
+    fi
     for x in "${test_set_list[@]}"; do
         dir=$(decode_dir_of "${x}")
         logdir=${dir}/logdir
@@ -442,18 +461,40 @@ decode() {
         run_cmd merge_decode_outputs "${logdir}" "${parts}" "${dir}"
         run_cmd check_all_decoded "${scp}" "${dir}"
     done
+    [[ -z ${rescore_lm} ]] || rescore_nbest_lists
+}
+
+# With --rescore_lm: the LM weight and word bonus are tuned on the validation set's n-best lists (a grid, logged in
+# rescoring.yaml), then every test set's n-best lists are rescored with them.
+rescore_nbest_lists() {
+    local x dir tune_dir
+    local -a rescore_args
+    read -r -a rescore_args <<< "${rescore_opts}"
+    tune_dir=$(decode_dir_of "${valid_set}")
+    for x in "${test_set_list[@]}"; do
+        dir=$(rescore_dir_of "${x}")
+        log "Reads $(decode_dir_of "${x}") and ${rescore_lm}, tuned on ${tune_dir}, writes ${dir}"
+        launch "${decode_cmd}" "${dir}/rescore.log" \
+            python3 -m speechllm.bin.rescore_nbest --lm "${rescore_lm}" --nbest_dir "$(decode_dir_of "${x}")" \
+            --output_dir "${dir}" --tune_nbest_dir "${tune_dir}" --tune_ref "${dumpdir}/${valid_set}/text" \
+            --normalize "${score_normalize}" "${rescore_args[@]}" ||
+            die "rescoring ${x} failed: see ${dir}/rescore.log"
+    done
 }
 
 score() {
     local x dir unit_and_name
+    local -a dirs
     for x in "${test_set_list[@]}"; do
-        dir=$(decode_dir_of "${x}")
-        need_file "${dir}/text" "run stage 9 first"
-        log "Reads ${dumpdir}/${x}/text and ${dir}/text, writes ${dir}/score_{wer,cer}"
-        for unit_and_name in word:wer char:cer; do
-            run_cmd python3 -m speechllm.bin.score_text --ref "${dumpdir}/${x}/text" --hyp "${dir}/text" \
-                --utt2spk "${dumpdir}/${x}/utt2spk" --unit "${unit_and_name%:*}" --normalize "${score_normalize}" \
-                --scorer "${scorer}" --out_dir "${dir}/score_${unit_and_name#*:}"
+        mapfile -t dirs < <(scored_dirs_of "${x}")
+        for dir in "${dirs[@]}"; do
+            need_file "${dir}/text" "run stage 9 first"
+            log "Reads ${dumpdir}/${x}/text and ${dir}/text, writes ${dir}/score_{wer,cer}"
+            for unit_and_name in word:wer char:cer; do
+                run_cmd python3 -m speechllm.bin.score_text --ref "${dumpdir}/${x}/text" --hyp "${dir}/text" \
+                    --utt2spk "${dumpdir}/${x}/utt2spk" --unit "${unit_and_name%:*}" \
+                    --normalize "${score_normalize}" --scorer "${scorer}" --out_dir "${dir}/score_${unit_and_name#*:}"
+            done
         done
     done
     run_cmd python3 -m speechllm.bin.make_results "${model_dir}"
