@@ -244,8 +244,11 @@ elif name == "python3" and args[:2] == ["-m", "espnet2.bin.aggregate_stats_dirs"
         for shape in ("speech_shape", "text_shape"):
             Path(opt("--output_dir"), part, shape).write_text("")
 elif name == "python3" and args[:2] == ["-m", "speechllm.bin.rescore_nbest"]:
-    Path(opt("--output_dir")).mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(opt("--nbest_dir"), "text"), Path(opt("--output_dir"), "text"))
+    pairs = zip([args[i + 1] for i, a in enumerate(args) if a == "--nbest_dir"],
+                [args[i + 1] for i, a in enumerate(args) if a == "--output_dir"])
+    for nbest_dir, output_dir in pairs:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(nbest_dir, "text"), Path(output_dir, "text"))
 elif name == "python3" and args[:2] == ["-m", "speechllm.bin.make_results"]:
     Path(args[2], "RESULTS.md").write_text("# RESULTS stub table\n")
 '''
@@ -482,12 +485,13 @@ def test_rescoring_is_tuned_on_the_validation_decode_and_scored_beside_each_deco
                     "--rescore_opts", "--lm_weights 0,0.5")
     rescoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.rescore_nbest"]]
     decodes = "exp/train/decode_decode_valid.loss.ave"
-    assert [(c[c.index("--nbest_dir") + 1], c[c.index("--output_dir") + 1]) for c in rescoring] == [
-        (f"{decodes}/{x}", f"{decodes}_rescore_SmolLM2/{x}") for x in ("dev", "test")]
-    for call in rescoring:  # tuned on dev's decode against dev's references; the extra options passed on
-        assert call[call.index("--tune_nbest_dir") + 1] == f"{decodes}/dev"
-        assert call[call.index("--tune_ref") + 1] == "dump/dev/text"
-        assert call[-2:] == ["--lm_weights", "0,0.5"]
+    assert len(rescoring) == 1  # one job: the LM loaded and the weights tuned once for every test set
+    call = rescoring[0]
+    pairs = [(call[i + 1], call[i + 3]) for i, a in enumerate(call) if a == "--nbest_dir"]
+    assert pairs == [(f"{decodes}/{x}", f"{decodes}_rescore_SmolLM2/{x}") for x in ("dev", "test")]
+    assert call[call.index("--tune_nbest_dir") + 1] == f"{decodes}/dev"  # tuned on dev's decode and references
+    assert call[call.index("--tune_ref") + 1] == "dump/dev/text"
+    assert call[-2:] == ["--lm_weights", "0,0.5"]  # --rescore_opts passed on
     scoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.score_text"]]
     assert [c[c.index("--out_dir") + 1] for c in scoring] == [
         f"{d}/{x}/score_{m}" for x in ("dev", "test") for d in (decodes, f"{decodes}_rescore_SmolLM2")

@@ -97,3 +97,18 @@ def test_command_tunes_on_dev_and_rescores_test(lm, tokens_dir, tmp_path):  # no
          str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "out2")],
         capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "nothing/text is missing" in missing.stderr
+    # Several sets in one call (as the recipe rescores): tuned once, each written as if rescored alone.
+    both = subprocess.run(
+        [sys.executable, "-m", "speechllm.bin.rescore_nbest", "--lm", str(tokens_dir / "llm"),
+         "--nbest_dir", str(tmp_path / "dev"), "--output_dir", str(tmp_path / "both/dev"),
+         "--nbest_dir", str(tmp_path / "test"), "--output_dir", str(tmp_path / "both/test"),
+         "--tune_nbest_dir", str(tmp_path / "dev"), "--tune_ref", str(tmp_path / "dev_text"),
+         "--lm_weights", "0,1,2", "--length_bonuses", "0"], capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0, both.stderr
+    assert (tmp_path / "both/test/text").read_text() == (tmp_path / "out/text").read_text()
+    assert [line.split()[0] for line in (tmp_path / "both/dev/text").read_text().splitlines()] == ["u1", "u2"]
+    assert yaml.safe_load((tmp_path / "both/test/rescoring.yaml").read_text()) == record
+    unpaired = subprocess.run(
+        [sys.executable, "-m", "speechllm.bin.rescore_nbest", "--lm", "x", "--nbest_dir", "a", "--nbest_dir", "b",
+         "--output_dir", "c"], capture_output=True, text=True, timeout=300)
+    assert unpaired.returncode == 2 and "--nbest_dir and --output_dir go in pairs: got 2 and 1" in unpaired.stderr

@@ -465,21 +465,22 @@ decode() {
 }
 
 # With --rescore_lm: the LM weight and word bonus are tuned on the validation set's n-best lists (a grid, logged in
-# rescoring.yaml), then every test set's n-best lists are rescored with them.
+# rescoring.yaml), then every test set's n-best lists are rescored with them, in one job (one LM load, one tuning).
 rescore_nbest_lists() {
-    local x dir tune_dir
-    local -a rescore_args
+    local x tune_dir rescore_root
+    local -a rescore_args pairs=()
     read -r -a rescore_args <<< "${rescore_opts}"
     tune_dir=$(decode_dir_of "${valid_set}")
+    rescore_root=$(dirname "$(rescore_dir_of "${valid_set}")")
     for x in "${test_set_list[@]}"; do
-        dir=$(rescore_dir_of "${x}")
-        log "Reads $(decode_dir_of "${x}") and ${rescore_lm}, tuned on ${tune_dir}, writes ${dir}"
-        launch "${decode_cmd}" "${dir}/rescore.log" \
-            python3 -m speechllm.bin.rescore_nbest --lm "${rescore_lm}" --nbest_dir "$(decode_dir_of "${x}")" \
-            --output_dir "${dir}" --tune_nbest_dir "${tune_dir}" --tune_ref "${dumpdir}/${valid_set}/text" \
-            --normalize "${score_normalize}" "${rescore_args[@]}" ||
-            die "rescoring ${x} failed: see ${dir}/rescore.log"
+        pairs+=(--nbest_dir "$(decode_dir_of "${x}")" --output_dir "$(rescore_dir_of "${x}")")
     done
+    log "Reads the n-best lists of ${test_sets} and ${rescore_lm}, tuned on ${tune_dir}, writes ${rescore_root}"
+    launch "${decode_cmd}" "${rescore_root}/rescore.log" \
+        python3 -m speechllm.bin.rescore_nbest --lm "${rescore_lm}" "${pairs[@]}" \
+        --tune_nbest_dir "${tune_dir}" --tune_ref "${dumpdir}/${valid_set}/text" \
+        --normalize "${score_normalize}" "${rescore_args[@]}" ||
+        die "rescoring failed: see ${rescore_root}/rescore.log"
 }
 
 score() {
