@@ -450,12 +450,18 @@ def test_training_failure_names_the_log(stub_recipe):
     assert train[train.index("--ngpu") + 1] == "1" and train[train.index("--resume") + 1] == "true"
 
 
-def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recipe):
-    write_dumped_sets(stub_recipe)
-    model_dir = stub_recipe.root / "exp" / "train"
+def trained_stub_model(recipe: StubRecipe) -> Path:
+    """Dumped sets and a model dir as stage 8 leaves them (config.yaml, valid.loss.ave.pth), for stages 9 and 10."""
+    write_dumped_sets(recipe)
+    model_dir = recipe.root / "exp" / "train"
     model_dir.mkdir(parents=True)
     (model_dir / "config.yaml").write_text("{}\n")
     (model_dir / "valid.loss.ave.pth").write_text("")
+    return model_dir
+
+
+def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recipe):
+    model_dir = trained_stub_model(stub_recipe)
     out = stub_recipe.run("--stage", "9", "--stop_stage", "10", env={"STUB_DROP_KEYS": "spk1-test3"}).stdout
     decode_dir = model_dir / "decode_decode_valid.loss.ave" / "test"
     keys = [line.split()[0] for line in (stub_recipe.root / "dump" / "test" / "wav.scp").read_text().splitlines()]
@@ -476,11 +482,7 @@ def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recip
 
 
 def test_rescoring_is_tuned_on_the_validation_decode_and_scored_beside_each_decode(stub_recipe):
-    write_dumped_sets(stub_recipe)
-    model_dir = stub_recipe.root / "exp" / "train"
-    model_dir.mkdir(parents=True)
-    (model_dir / "config.yaml").write_text("{}\n")
-    (model_dir / "valid.loss.ave.pth").write_text("")
+    trained_stub_model(stub_recipe)
     stub_recipe.run("--stage", "9", "--stop_stage", "10", "--rescore_lm", "/models/SmolLM2.gguf",
                     "--rescore_opts", "--lm_weights 0,0.5")
     rescoring = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.rescore_nbest"]]
