@@ -8,12 +8,12 @@
     s2t("meeting.wav", segment_seconds=20)                     # long audio: cut at pauses, segments decoded in batches
 
 Audio at another sample rate is resampled (scipy's polyphase filter); several channels are averaged (with a note in
-the log). A recording longer than the maximum segment length (``segment_seconds``; default: the longest training utterance
-of the model, within the frontend's window where it has one, Whisper's 30 s, else 30 s, and at most what fits in
-half the LLM's context) is cut into segments
-at pauses (speechllm.decoding.segment: Silero VAD when installed, else low-energy points), never truncated; the
-segments are decoded in batches of ``batch_size`` and their texts joined in order. ``Speech2Text.decode`` is the
-low-level call on padded waveform (or dumped feature) batches; it does not segment.
+the log). A recording longer than the maximum segment length (``segment_seconds``; default: the model's longest
+training utterance, within the frontend's window where it has one, Whisper's 30 s, else 30 s, and at most what fits
+in half the LLM's context) is cut into segments at pauses (speechllm.decoding.segment: Silero VAD when installed,
+else low-energy points), never truncated; the segments are decoded in batches of ``batch_size`` and their texts
+joined in order. ``Speech2Text.decode`` is the low-level call on padded waveform (or dumped feature) batches; it
+does not segment.
 """
 from __future__ import annotations
 

@@ -529,7 +529,7 @@ check_options() {
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
     [[ ${max_segment_seconds} =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-        die "--max_segment_seconds takes a number of seconds (0: the longest training utterance), got '${max_segment_seconds}'"
+        die "--max_segment_seconds takes seconds (0: the longest training utterance), got '${max_segment_seconds}'"
     for skipped in "${skip_stage_list[@]}"; do
         [[ ${skipped} =~ ^[0-9]+$ ]] || die "--skip_stages takes stage numbers, e.g. \"5 7\", got '${skip_stages}'"
     done
