@@ -73,10 +73,9 @@ def main(argv=None) -> int:
             weight, bonus = args.lm_weight, args.length_bonus
         record.update(lm_weight=weight, length_bonus=bonus)
         for nbest_dir, output_dir, nbest in zip(args.nbest_dir, args.output_dir, nbests):
-            # The tuning set's own LM scores are reused when it is also rescored.
-            if tuning is not None and Path(nbest_dir).resolve() == Path(args.tune_nbest_dir).resolve() \
-                    and set(nbest) <= set(tuning):
-                nbest = {key: tuning[key] for key in nbest}
+            # The tuning set (the same dir, read with its keys checked) already has its LM scores.
+            if tuning is not None and Path(nbest_dir).resolve() == Path(args.tune_nbest_dir).resolve():
+                nbest = tuning
             else:
                 add_lm_scores(nbest, lm, tokenizer, args.batch_size)
             write_rescored(nbest, rescore(nbest, weight, bonus), Path(output_dir),
