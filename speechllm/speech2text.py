@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import humanfriendly
 import numpy as np
 import torch
 
@@ -86,25 +87,37 @@ def load_audio(audio: AudioInput, sample_rate: Optional[int], target_rate: int) 
 
 
 class Speech2Text:
-    """A trained speech LLM and its search, ready to call on audio."""
+    """A trained speech LLM, or an AED + CTC acoustic model trained by ESPnet's ASRTask (alone or fused with an LLM:
+    the combination paradigm), and its search, ready to call on audio. The kind is read from the training config."""
 
     def __init__(self, train_config: str, model_file: Optional[str], options: DecodingOptions = DecodingOptions(),
                  device: str = "cpu", dtype: str = "float32", segment_seconds: Optional[float] = None,
                  vad: str = "auto", batch_size: int = 8):
-        from speechllm.models.llm import load_tokenizer
-        from speechllm.tasks.speech_llm import SpeechLLMTask
+        from speechllm.models.batch_exact import make_batch_exact
+        from speechllm.models.espnet_am import ESPnetAM, is_espnet_asr_config
 
-        model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
-        if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
-            model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
-        self.model = model.to(dtype=getattr(torch, dtype)).eval()
-        self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
+        self.is_am = is_espnet_asr_config(train_config)
+        if self.is_am:
+            self.model = ESPnetAM.from_files(train_config, model_file, device).to(dtype=getattr(torch, dtype))
+            self.tokenizer, args = self.model.tokenizer, self.model.args
+        else:
+            from speechllm.models.llm import load_tokenizer
+            from speechllm.tasks.speech_llm import SpeechLLMTask
+
+            model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
+            if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
+                model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
+            make_batch_exact(model)  # a padded batch decodes as each of its utterances alone
+            self.model = model.to(dtype=getattr(torch, dtype)).eval()
+            self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
         self.options = options
         self.device = device
         self.dtype = getattr(torch, dtype)
-        self.sample_rate = int((args.frontend_conf or {}).get("fs", 16000))  # what the frontend takes
+        rate = (args.frontend_conf or {}).get("fs", 16000)  # what the frontend takes; ESPnet configs may say "16k"
+        self.sample_rate = int(humanfriendly.parse_size(rate) if isinstance(rate, str) else rate)
         self.longest_train_seconds = getattr(args, "longest_train_seconds", None)  # None in older configs
         self.search = self._search(options)
+        logging.info(f"decoding with {self.search}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size  # the most segments (or short recordings) decoded at once
@@ -116,12 +129,15 @@ class Speech2Text:
 
     def _search(self, options: DecodingOptions) -> BeamSearch:
         suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
-        lm = lm_vocab = None
-        if options.lm:  # shallow fusion with an external causal LM over the same tokenizer
+        lm = lm_tokenizer = lm_vocab = None
+        if options.lm:  # shallow fusion with an external causal LM: label by label, or at word boundaries
             from speechllm.models.llm import load_causal_lm, load_tokenizer
 
             lm = load_causal_lm(options.lm, finetune="frozen").to(self.device, self.dtype)
-            lm_vocab = vocab_tag(load_tokenizer(options.lm))
+            lm_tokenizer = load_tokenizer(options.lm)
+            lm_vocab = vocab_tag(lm_tokenizer)
+        if self.is_am:
+            return BeamSearch.for_aed(self.model, options, lm=lm, lm_tokenizer=lm_tokenizer, lm_vocab=lm_vocab)
         return BeamSearch.for_speech_llm(self.model, options, eos_id=self.tokenizer.eos_token_id,
                                          suppress_ids=suppress, vocab=vocab_tag(self.tokenizer), lm=lm,
                                          lm_vocab=lm_vocab, bos_id=self.tokenizer.bos_token_id)

@@ -123,3 +123,42 @@ def test_training_resumes_from_its_checkpoint(recipe, trained):
     assert "3epoch results" in train_log and "1epoch results" not in train_log
     assert (recipe / "exp/train/3epoch.pth").is_file()
     assert "Stage 8" in result.stdout + result.stderr
+
+
+AM = ("--task", "asr", "--train_config", "conf/train_am.yaml", "--am_bpe_vocab_size", "40",
+      "--test_sets", "dev test")
+
+
+@pytest.fixture(scope="module")
+def trained_am(recipe, trained) -> subprocess.CompletedProcess:
+    """The combination paradigm on the same data: an AED + CTC AM trained by ESPnet's ASRTask (1 epoch), decoded
+    alone with 4-best lists rescored by the toy LLM of stage 5."""
+    return run_recipe(recipe, *AM, "--stage", "5", "--stop_stage", "11", "--train_args", "--max_epoch 1",
+                      "--decode_config", "conf/decode_am_nbest.yaml", "--rescore_lm", "exp/llm_init",
+                      "--rescore_opts", "--lm_weights 0,0.5 --length_bonuses 0")
+
+
+def test_an_espnet_acoustic_model_trains_decodes_and_rescores(recipe, trained_am):
+    log = trained_am.stdout + trained_am.stderr
+    assert "espnet2.bin.asr_train --collect_stats true" in log and "espnet2.bin.asr_train --config" in log
+    tokens = (recipe / "data/token_list/am_tokens.txt").read_text().split()
+    assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>"
+    model_dir = recipe / "exp/train_am"
+    assert "1epoch results" in (model_dir / "train.log").read_text()
+    for decode in ("decode_decode_am_nbest_valid.acc.ave", "decode_decode_am_nbest_valid.acc.ave_rescore_llm_init"):
+        for test_set in ("dev", "test"):
+            folder = model_dir / decode / test_set
+            keys = [line.split()[0] for line in (recipe / f"dump/{test_set}/text").read_text().splitlines()]
+            assert [line.split()[0] for line in (folder / "text").read_text().splitlines()] == keys
+            assert "Sum/Avg" in (folder / "score_wer/result.txt").read_text()
+    assert (model_dir / "decode_decode_am_nbest_valid.acc.ave/test/4best_recog/text").is_file()
+    assert (model_dir / "packed.zip").is_file()  # ESPnet's own archive
+
+
+def test_an_espnet_acoustic_model_decodes_with_delayed_llm_fusion(recipe, trained_am):
+    run_recipe(recipe, *AM, "--stage", "9", "--stop_stage", "10", "--decode_config", "conf/decode_am_delayed.yaml",
+               "--test_sets", "test")
+    folder = recipe / "exp/train_am/decode_decode_am_delayed_valid.acc.ave/test"
+    assert "Sum/Avg" in (folder / "score_wer/result.txt").read_text()
+    log = (folder / "logdir/decode.1.log").read_text()
+    assert "proposer decoder: decoder AEDDecoderScorer x 0.7, ctc CTCScorer x 0.3, lm DelayedLMScorer x 0.3" in log

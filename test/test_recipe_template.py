@@ -31,6 +31,7 @@ OWNED_SHELL_FILES = [
     "egs2/TEMPLATE/speechllm1/run.sh",
     "egs2/TEMPLATE/speechllm1/local/data.sh",
     "egs2/synth_an4/speechllm1/run.sh",
+    "egs2/synth_an4/speechllm1/local/combination.sh",
     "egs2/synth_english/speechllm1/run.sh",
     "egs2/synth_english/speechllm1/local/data.sh",
     "egs2/synth_english/speechllm1/local/whisper_reference.sh",
@@ -159,6 +160,10 @@ def test_demo_help_shows_the_recipe_values():
         (["--skip_stages", "5,7"], "--skip_stages takes stage numbers"),
         (["--stage", "9", "--decode_config", ""], "stage 9 needs --decode_config"),
         (["positional"], "unexpected argument 'positional'"),
+        (["--task", "aed"], "--task takes speechllm or asr, got 'aed'"),
+        (["--task", "asr", "--dump_frontend", "true"], "--task asr trains its frontend with the model"),
+        (["--task", "asr", "--ctc_bpe_vocab_size", "50"], "drop --ctc_bpe_vocab_size"),
+        (["--task", "asr", "--feats_normalize", "none"], "--feats_normalize takes global_mvn or utterance_mvn"),
     ],
 )
 def test_speechllm_rejects_bad_options_before_any_stage(stub_recipe, args, message):

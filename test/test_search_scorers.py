@@ -60,9 +60,10 @@ def test_scorers_of_other_label_units_are_refused(tokens_dir):  # noqa: F811
     model = SpeechLLMTask.build_model(task_args(tokens_dir)).eval()
     lm = load_causal_lm(str(tokens_dir / "llm"), finetune="frozen")
     options = DecodingOptions(lm="other", lm_weight=0.5)
-    with pytest.raises(ValueError, match=r"scorers \['lm'\] score other label units than the speech LLM"):
+    with pytest.raises(ValueError,
+                       match=r"scorers \['lm'\] score other label units than the proposer 'llm'.*lm_fusion: delayed"):
         BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id, vocab="llm-bpe", lm=lm, lm_vocab="5k-bpe")
-    with pytest.raises(ValueError, match="needs the speech LLM's scorer, named 'llm'"):
+    with pytest.raises(ValueError, match="needs a full scorer named 'llm' to propose"):
         BeamSearch({"lm": CausalLMScorer(lm, 1, "x")}, {"lm": 1.0}, DecodingOptions(), eos_id=model.eos_id)
     with pytest.raises(ValueError, match=r"scorers \['lm'\] have no weight"):
         BeamSearch({"llm": SpeechLLMScorer(model, "x"), "lm": CausalLMScorer(lm, 1, "x")}, {"llm": 1.0},

@@ -2,6 +2,8 @@
 """Stage 5 of the recipe: token models.
 
 * trains the SentencePiece BPE of the CTC head (``OUT/ctc_bpe.model``, ``OUT/ctc_tokens.txt``);
+* trains the SentencePiece BPE of an acoustic model trained by ESPnet's ASRTask (``OUT/am_bpe.model``) and writes
+  its token list in ESPnet's layout (``OUT/am_tokens.txt``: ``<blank>``, ``<unk>``, the pieces, ``<sos/eos>``);
 * with ``--toy_llm_config``, creates a randomly initialised LLM folder (config, weights and a BPE tokenizer trained
   on the same text) that loads through ``AutoModelForCausalLM.from_pretrained`` like any pretrained LLM: the demo
   and CI use it where no pretrained LLM can be downloaded;
@@ -51,6 +53,13 @@ def train_bpe(sentences: list, model_prefix: Path, vocab_size: int) -> None:
                          f"{len(sentences)} sentences ({e}); lower the vocabulary size") from e
     finally:
         Path(corpus).unlink()
+
+
+def espnet_token_list(bpe_prefix: Path) -> list:
+    """ESPnet's token list of a BPE trained by ``train_bpe``: the CTC blank first, then the pieces (``<unk>`` is
+    piece 0), then ``<sos/eos>`` (the decoder's start and end label)."""
+    vocab = Path(f"{bpe_prefix}.vocab").read_text(encoding="utf-8").splitlines()
+    return ["<blank>"] + [line.split("\t")[0] for line in vocab] + ["<sos/eos>"]
 
 
 def train_llm_tokenizer(sentences: list, vocab_size: int, blank: bool = False):
@@ -187,6 +196,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", required=True, help="Kaldi 'text' file of the training set")
     parser.add_argument("--output_dir", required=True, help="where token models and reports go")
     parser.add_argument("--ctc_bpe_vocab_size", type=int, default=0, help="CTC BPE size; 0: no CTC vocabulary")
+    parser.add_argument("--am_bpe_vocab_size", type=int, default=0,
+                        help="BPE size of an ESPnet ASRTask acoustic model (recipe --task asr); 0: none")
     parser.add_argument("--llm", default="", help="LLM folder, .gguf file or hub name (for the report)")
     parser.add_argument("--toy_llm_config", default="", help="YAML of a randomly initialised LLM to create")
     parser.add_argument("--toy_llm_dir", default="", help="where the toy LLM goes (needs --toy_llm_config)")
@@ -210,6 +221,11 @@ def main(argv=None) -> None:
         tokens = ["<blank>"] + [line.split("\t")[0] for line in vocab]
         (out / "ctc_tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
         logging.info(f"CTC BPE: {len(tokens)} tokens (blank included) -> {out}/ctc_bpe.model")
+    if args.am_bpe_vocab_size > 0:
+        train_bpe(sentences, out / "am_bpe", args.am_bpe_vocab_size)
+        tokens = espnet_token_list(out / "am_bpe")
+        (out / "am_tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+        logging.info(f"AM BPE: {len(tokens)} tokens (blank and sos/eos included) -> {out}/am_bpe.model")
     llm = args.llm
     if args.convert_gguf_to:
         if not llm.endswith(".gguf"):

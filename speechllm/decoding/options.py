@@ -18,7 +18,13 @@ class DecodingOptions:
     ctc_pre_beam: int = 0  # tokens per beam (the LLM's best) that CTC scores; 0: 1.5 x beam_size
     lm: str = ""  # an external causal LM over the speech LLM's tokenizer (folder, .gguf or hub name): shallow fusion
     lm_weight: float = 0.0  # its weight: score += lm_weight x LM log-probability
+    lm_fusion: str = "label"  # label: LM scores added per label (same units); delayed: an AM's search adds the LM's
+    #                           scores of each completed word, re-tokenised by the LM's own tokenizer (any vocabulary)
+    lm_fusion_interval: int = 0  # delayed fusion at every word boundary (0), or every N-th label (the words completed
+    #                              since the last fusion point scored together)
     length_bonus: float = 0.0  # score += length_bonus per emitted token (ESPnet's length_bonus)
+    end_rule: str = "k_ended"  # k_ended: stop once beam_size hypotheses ended; espnet: ended hypotheses keep their
+    #                           beam slots and the search runs to the length limit or an empty beam (ESPnet's rule)
 
     def __post_init__(self):
         problems = []
@@ -39,6 +45,13 @@ class DecodingOptions:
         if self.lm_weight < 0 or (self.lm_weight > 0) != bool(self.lm):
             problems.append(f"lm_weight ({self.lm_weight}) must be > 0 exactly when an lm is given ({self.lm!r}), "
                             "and never negative")
+        if self.lm_fusion not in ("label", "delayed"):
+            problems.append(f"lm_fusion must be label or delayed, got {self.lm_fusion!r}")
+        if self.lm_fusion_interval < 0 or (self.lm_fusion_interval and self.lm_fusion != "delayed"):
+            problems.append(f"lm_fusion_interval ({self.lm_fusion_interval}) must be >= 0, and > 0 only with "
+                            "lm_fusion: delayed")
+        if self.end_rule not in ("k_ended", "espnet"):
+            problems.append(f"end_rule must be k_ended or espnet, got {self.end_rule!r}")
         if self.ctc_pre_beam < 0:
             problems.append(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if problems:

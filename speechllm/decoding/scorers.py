@@ -16,7 +16,8 @@ across the steps of one search:
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+import functools
+from typing import Callable, Optional, Tuple
 
 import torch
 from transformers import DynamicCache
@@ -31,8 +32,8 @@ class SpeechInput:
 
     encoded: torch.Tensor  # (B, T, D) encoder output (what an encoder-side CTC head reads)
     encoded_lengths: torch.Tensor
-    speech_embeds: torch.Tensor  # (B, N, D_llm) adapter output at the LLM's scale (the LLM's speech prefix)
-    speech_lengths: torch.Tensor
+    speech_embeds: torch.Tensor  # (B, N, D_llm) adapter output at the LLM's scale (the LLM's speech prefix); an
+    speech_lengths: torch.Tensor  # acoustic model without an LLM repeats its encoder output (length limits count it)
 
     @property
     def batch_size(self) -> int:
@@ -142,25 +143,26 @@ class LengthBonus(Scorer):
 
 
 class CTCScorer(Scorer):
-    """Label-synchronous CTC prefix scores (speechllm.decoding.ctc_prefix) of the candidates the full scorers
-    propose; EOS scores the probability that the whole utterance is exactly the hypothesis, which is what stops a
-    hallucinating LLM from running on past the speech. Its labels are the LLM's tokens (CTC id = LLM id + 1)."""
+    """Label-synchronous CTC prefix scores (speechllm.decoding.ctc_prefix) of the candidates the proposing scorer
+    offers; EOS scores the probability that the whole utterance is exactly the hypothesis, which is what stops a
+    hallucinating decoder from running on past the speech. ``log_probs(speech)`` gives the CTC head's ``(B, T, V)``
+    log-posteriors and lengths; a search label ``c`` is CTC id ``c + id_offset`` (the speech LLM's CTC head over the
+    LLM's tokens puts its blank first: offset 1; an ESPnet AM shares its ids with its decoder: offset 0)."""
 
     partial = True
 
-    def __init__(self, model, vocab: str, eos_id: int):
-        self.model, self.vocab, self.eos_id = model, vocab, eos_id
+    def __init__(self, log_probs: Callable[[SpeechInput], Tuple[torch.Tensor, torch.Tensor]], vocab: str,
+                 id_offset: int = 0):
+        self.log_probs, self.vocab, self.id_offset = log_probs, vocab, id_offset
 
     def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
-        ctc_in, ctc_lengths = self.model.ctc_input(speech.encoded, speech.encoded_lengths, speech.speech_embeds,
-                                                   speech.speech_lengths)
-        self.prefixes = CTCPrefixState(self.model.ctc.log_softmax(ctc_in), ctc_lengths, beams_per_utterance,
-                                       blank_id=CTC_BLANK_ID)
+        logprobs, lengths = self.log_probs(speech)
+        self.prefixes = CTCPrefixState(logprobs, lengths, beams_per_utterance, blank_id=CTC_BLANK_ID)
         self.state = self.prefixes.initial_state()
         self.pending: Optional[tuple] = None
 
     def partial_scores(self, candidates: torch.Tensor) -> torch.Tensor:
-        psi, r_nonblank, r_blank = self.prefixes.extend(self.state, candidates + 1)  # + 1: past the CTC blank
+        psi, r_nonblank, r_blank = self.prefixes.extend(self.state, candidates + self.id_offset)
         self.pending = candidates, psi, r_nonblank, r_blank
         return psi - self.state.psi[:, None]
 
@@ -171,4 +173,63 @@ class CTCScorer(Scorer):
         candidates, psi, r_nonblank, r_blank = self.pending
         hit = candidates[rows] == new_tokens[:, None]
         columns = hit.float().argmax(dim=1)  # rows without a hit are dead beams; their state is never read
-        self.state = CTCPrefixState.advance(self.state, rows, columns, candidates + 1, psi, r_nonblank, r_blank)
+        self.state = CTCPrefixState.advance(self.state, rows, columns, candidates + self.id_offset, psi,
+                                            r_nonblank, r_blank)
+
+
+class AEDDecoderScorer(Scorer):
+    """An attention encoder-decoder's decoder (ESPnet's TransformerDecoder and its kin: ``forward_one_step`` with a
+    per-layer cache), reading ``[SOS] + hypothesis`` with cross-attention to the encoder output. The memory mask
+    keeps each utterance's attention off the batch's padding, so that batched scores equal one-at-a-time ones.
+
+    ESPnet's cross-attention projects the whole encoder output to keys and values again at every step, for every
+    beam: most of a step's work. Here they are projected once per utterance at the start and reused."""
+
+    def __init__(self, decoder: torch.nn.Module, sos_id: int, vocab: str):
+        self.decoder, self.sos_id, self.vocab = decoder, sos_id, vocab
+        layers = getattr(decoder, "decoders", [])
+        self.cross_attention = [layer.src_attn for layer in layers if hasattr(layer, "src_attn")]
+        if len(self.cross_attention) != len(layers) or not all(
+                hasattr(a, "forward_qkv") and hasattr(a, "linear_q") for a in self.cross_attention):
+            self.cross_attention = []  # another decoder: its own computation, uncached
+
+    def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
+        k = beams_per_utterance
+        memory = speech.encoded
+        self.memory = memory.repeat_interleave(k, dim=0)
+        frames = torch.arange(self.memory.size(1), device=self.memory.device)
+        self.memory_mask = (frames[None] < speech.encoded_lengths[:, None]).repeat_interleave(k, dim=0)[:, None]
+        self.keys_values = []
+        for attention in self.cross_attention:
+            _, keys, values = attention.forward_qkv(memory[:, :1], memory, memory)
+            self.keys_values.append((keys.repeat_interleave(k, dim=0), values.repeat_interleave(k, dim=0)))
+        self.ys = torch.full((self.memory.size(0), 1), self.sos_id, dtype=torch.long, device=self.memory.device)
+        self.cache = None
+        self._step()
+
+    def _step(self) -> None:
+        length = self.ys.size(1)
+        causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=self.ys.device))[None]
+        for attention, (keys, values) in zip(self.cross_attention, self.keys_values):
+            attention.forward_qkv = functools.partial(_cached_qkv, attention, keys, values)
+        try:
+            self.logp, self.cache = self.decoder.forward_one_step(self.ys, causal, self.memory, self.memory_mask,
+                                                                  cache=self.cache)
+        finally:  # the module computes as before outside the search (training, full recomputes)
+            for attention in self.cross_attention:
+                del attention.forward_qkv
+
+    def scores(self) -> torch.Tensor:
+        return self.logp.float()
+
+    def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        self.ys = torch.cat([self.ys[rows], new_tokens[:, None]], dim=1)
+        self.cache = [layer[rows] for layer in self.cache]
+        self._step()
+
+
+def _cached_qkv(attention, keys, values, query, key, value, expand_kv=False):
+    """ESPnet's ``MultiHeadedAttention.forward_qkv`` with the keys and values of the encoder output computed once
+    (rows never move between utterances, so each beam's row keeps its utterance's memory)."""
+    q = attention.linear_q(query).view(query.size(0), -1, attention.h, attention.d_k).transpose(1, 2)
+    return attention.q_norm(q), keys, values

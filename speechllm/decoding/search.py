@@ -1,14 +1,16 @@
 """Batched beam search over named scorers with weights, one loop for every decoding method.
 
 The model encodes once (``SpeechInput``); the search composes scorers (speechllm.decoding.scorers: the speech LLM
-with its KV cache, the CTC prefix scorer, an external LM, a length bonus), small logit filters that edit the speech
-LLM's next-token log-probabilities (forbidden tokens, minimum length, n-gram repeats, forced end at the length
-limit) and a ranker of finished hypotheses, as openai-whisper's decoder composes its Inference, filters and ranker.
-Each step:
+with its KV cache, an AED decoder, the CTC prefix scorer, an external LM label by label or at word boundaries
+(speechllm.decoding.delayed_fusion), a length bonus), small logit filters that edit the proposing scorer's next-token
+log-probabilities (forbidden tokens, minimum length, n-gram repeats, forced end at the length limit) and a ranker of
+finished hypotheses, as openai-whisper's decoder composes its Inference, filters and ranker. The proposer is the
+speech LLM (``llm``) or an acoustic model's decoder (``decoder``). Each step:
 
-1. the speech LLM's log-probabilities go through the filters;
+1. the proposer's log-probabilities go through the filters;
 2. every full scorer adds its weighted log-probabilities (a token the filters forbade stays forbidden);
-3. partial scorers (CTC) score only the ``pre_beam`` best tokens of each beam by the speech LLM, and EOS;
+3. partial scorers (CTC, delayed fusion) score only the ``pre_beam`` best tokens of each beam by the proposer, and
+   EOS;
 4. each utterance keeps its ``beam_size`` best extensions; hypotheses that chose EOS are finished;
 5. every scorer advances its state to the surviving beams.
 
@@ -23,10 +25,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from speechllm.decoding.options import DecodingOptions
-from speechllm.decoding.scorers import (CausalLMScorer, CTCScorer, LengthBonus, Scorer, SpeechInput,
-                                        SpeechLLMScorer)
+from speechllm.decoding.scorers import (AEDDecoderScorer, CausalLMScorer, CTCScorer, LengthBonus, Scorer,
+                                        SpeechInput, SpeechLLMScorer)
 
 LLM = "llm"  # the speech LLM's scorer: it proposes the candidates and its filters apply
+DECODER = "decoder"  # an AED acoustic model's decoder, the proposer of an AM's search
 
 
 @dataclasses.dataclass
@@ -97,27 +100,34 @@ class LengthNormalizedRanker:
 
 
 class BeamSearch:
-    """Batched beam search over ``scorers`` (name -> Scorer) weighted by ``weights`` (name -> float); the speech
-    LLM's scorer is named ``llm``. ``BeamSearch.for_speech_llm`` builds the usual set from decoding options."""
+    """Batched beam search over ``scorers`` (name -> Scorer) weighted by ``weights`` (name -> float); the full scorer
+    named ``proposer`` proposes candidates and its filters apply. ``BeamSearch.for_speech_llm`` and
+    ``BeamSearch.for_aed`` build the usual sets from decoding options."""
 
     def __init__(self, scorers: Dict[str, Scorer], weights: Dict[str, float], options: DecodingOptions, eos_id: int,
-                 suppress_ids: Sequence[int] = (), max_positions: Optional[int] = None):
-        if LLM not in scorers:
-            raise ValueError(f"the search needs the speech LLM's scorer, named '{LLM}'; got {sorted(scorers)}")
+                 suppress_ids: Sequence[int] = (), max_positions: Optional[int] = None, proposer: str = LLM):
+        if proposer not in scorers or scorers[proposer].partial:
+            raise ValueError(f"the search needs a full scorer named '{proposer}' to propose candidates; got "
+                             f"{sorted(scorers)}")
         missing = sorted(set(scorers) - set(weights))
         if missing:
             raise ValueError(f"scorers {missing} have no weight")
-        other = {name: s.vocab for name, s in scorers.items() if s.vocab != scorers[LLM].vocab}
+        other = {name: s.vocab for name, s in scorers.items() if s.vocab != scorers[proposer].vocab}
         if other:
-            raise ValueError(f"scorers {sorted(other)} score other label units than the speech LLM "
-                             f"({scorers[LLM].vocab} vs {other}); scores of different vocabularies cannot be added "
-                             "label by label: give them the speech LLM's tokenizer")
-        self.scorers, self.weights = scorers, weights
+            raise ValueError(f"scorers {sorted(other)} score other label units than the proposer '{proposer}' "
+                             f"({scorers[proposer].vocab} vs {other}); scores of different vocabularies cannot be "
+                             "added label by label: give them the same tokenizer, or fuse an LM of another "
+                             "vocabulary at word boundaries (decoding option lm_fusion: delayed)")
+        self.scorers, self.weights, self.proposer = scorers, weights, proposer
         self.options = options
         self.eos_id = eos_id
         self.suppress_ids = [i for i in suppress_ids if i is not None and i != eos_id]
         self.max_positions = max_positions
         self.ranker = LengthNormalizedRanker(options.length_penalty)
+
+    def __str__(self) -> str:
+        parts = [f"{name} {type(s).__name__} x {self.weights[name]:g}" for name, s in self.scorers.items()]
+        return f"BeamSearch(beam {self.options.beam_size}, proposer {self.proposer}: {', '.join(parts)})"
 
     @classmethod
     def for_speech_llm(cls, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = (),
@@ -130,10 +140,14 @@ class BeamSearch:
                 f"decoding option ctc_weight={options.ctc_weight} needs a CTC head over the LLM's tokens: train "
                 "with ctc_token_type: llm (and model_conf.ctc_weight > 0), or decode with ctc_weight: 0"
             )
+        if options.lm_fusion == "delayed":
+            raise ValueError("decoding option lm_fusion: delayed fuses an LM of another vocabulary with an acoustic "
+                             "model's subword search; the speech LLM fuses an LM over its own tokenizer label by "
+                             "label (lm_fusion: label)")
         scorers: Dict[str, Scorer] = {LLM: SpeechLLMScorer(model, vocab)}
         weights = {LLM: 1.0 - options.ctc_weight}
         if options.ctc_weight > 0:
-            scorers["ctc"], weights["ctc"] = CTCScorer(model, vocab, eos_id), options.ctc_weight
+            scorers["ctc"], weights["ctc"] = CTCScorer(model.ctc_log_probs, vocab, id_offset=1), options.ctc_weight
         if options.lm_weight > 0:
             if lm is None:
                 raise ValueError("decoding option lm_weight > 0 needs an external LM (decoding option lm)")
@@ -144,6 +158,34 @@ class BeamSearch:
             scorers["length_bonus"] = LengthBonus(vocab_size, eos_id, vocab)
             weights["length_bonus"] = options.length_bonus
         return cls(scorers, weights, options, eos_id, suppress_ids, model.max_positions)
+
+    @classmethod
+    def for_aed(cls, am, options: DecodingOptions, lm: Optional[torch.nn.Module] = None, lm_tokenizer=None,
+                lm_vocab: Optional[str] = None) -> "BeamSearch":
+        """An AED + CTC acoustic model (speechllm.models.espnet_am.ESPnetAM): its decoder (weight 1 - ctc_weight)
+        and CTC head (ctc_weight), as ESPnet's joint CTC/attention decoding; an external LM (lm_weight) label by
+        label over the AM's own units (lm_fusion: label) or at word boundaries with the LM's own tokenizer
+        (lm_fusion: delayed); a length bonus."""
+        from speechllm.decoding.delayed_fusion import DelayedLMScorer
+
+        vocab, eos_id = am.vocab, am.eos_id
+        scorers: Dict[str, Scorer] = {DECODER: AEDDecoderScorer(am.decoder, am.sos_id, vocab)}
+        weights = {DECODER: 1.0 - options.ctc_weight}
+        if options.ctc_weight > 0:
+            scorers["ctc"], weights["ctc"] = CTCScorer(am.ctc_log_probs, vocab, id_offset=0), options.ctc_weight
+        if options.lm_weight > 0:
+            if lm is None:
+                raise ValueError("decoding option lm_weight > 0 needs an external LM (decoding option lm)")
+            if options.lm_fusion == "delayed":
+                scorers["lm"] = DelayedLMScorer(lm, lm_tokenizer, am.token_list, vocab, special=am.special_ids,
+                                                interval=options.lm_fusion_interval)
+            else:
+                scorers["lm"] = CausalLMScorer(lm, am.sos_id, lm_vocab or "")
+            weights["lm"] = options.lm_weight
+        if options.length_bonus:
+            scorers["length_bonus"] = LengthBonus(len(am.token_list), eos_id, vocab)
+            weights["length_bonus"] = options.length_bonus
+        return cls(scorers, weights, options, eos_id, [am.tokenizer.blank_id], proposer=DECODER)
 
     def token_limits(self, speech_lengths: torch.Tensor) -> torch.Tensor:
         o = self.options
@@ -166,20 +208,20 @@ class BeamSearch:
 
     def step_scores(self, tokens: torch.Tensor, step: int, filters: List[LogitFilter]) -> torch.Tensor:
         """Weighted scores ``(beams, vocab)`` of every next token; -inf for what may not follow."""
-        llm = self.scorers[LLM].scores()
+        proposed = self.scorers[self.proposer].scores()
         for f in filters:
-            f.apply(llm, tokens, step)
-        forbidden = llm == -math.inf
-        total = self.weights[LLM] * llm.masked_fill(forbidden, 0.0)  # 0 * -inf would be NaN with weight 0
+            f.apply(proposed, tokens, step)
+        forbidden = proposed == -math.inf
+        total = self.weights[self.proposer] * proposed.masked_fill(forbidden, 0.0)  # 0 * -inf: NaN with weight 0
         for name, scorer in self.scorers.items():
-            if name != LLM and not scorer.partial:
+            if name != self.proposer and not scorer.partial:
                 total = total + self.weights[name] * scorer.scores()
         partial = [(name, s) for name, s in self.scorers.items() if s.partial]
         if not partial:
             return total.masked_fill(forbidden, -math.inf)
-        # Partial scorers see only the speech LLM's best candidates (ESPnet's pre-beam) and EOS; the rest drop out.
+        # Partial scorers see only the proposer's best candidates (ESPnet's pre-beam) and EOS; the rest drop out.
         pre_beam = self.options.ctc_pre_beam or max(1, int(1.5 * self.options.beam_size))
-        top = llm.topk(min(pre_beam, llm.size(-1)), dim=-1)
+        top = proposed.topk(min(pre_beam, proposed.size(-1)), dim=-1)
         candidates, live = top.indices, top.values > -math.inf
         picked = total.gather(1, candidates)
         for name, scorer in partial:
@@ -200,13 +242,17 @@ class BeamSearch:
             scorer.start(speech, k)
         limits = self.token_limits(speech.speech_lengths)
         if self.max_positions:  # the transcript stops where the LLM's context ends
-            limits = torch.minimum(limits, self.max_positions - 1 - self.scorers[LLM].prefix_lengths)
+            limits = torch.minimum(limits, self.max_positions - 1 - self.scorers[self.proposer].prefix_lengths)
         filters = self.filters(limits.repeat_interleave(k))
         # All beams of an utterance start identical: only beam 0 competes at step 0.
         beam_logprob = torch.full((batch, k), -math.inf, device=device)
         beam_logprob[:, 0] = 0.0
         tokens = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
         finished: List[List[Hypothesis]] = [[] for _ in range(batch)]
+        # k_ended: an utterance stops once k hypotheses ended, and an ended one frees its beam slot (the 2k best
+        # candidates fill k live beams). espnet: an ended hypothesis takes one of the k slots, and the utterance runs
+        # on until no beam is left or its length limit (ESPnet's BeamSearch with maxlenratio > 0).
+        espnet_rule = self.options.end_rule == "espnet"
 
         for step in range(int(limits.max()) + 1):
             logprobs = self.step_scores(tokens, step, filters)
@@ -215,14 +261,15 @@ class BeamSearch:
             top_logprob, top_index = candidates.topk(min(2 * k, k * vocab), dim=-1)
             source, next_tokens, next_logprob = [], [], []
             for b in range(batch):
-                kept = 0
+                kept = taken = 0
                 for lp, index in zip(top_logprob[b].tolist(), top_index[b].tolist()):
-                    if kept == k or lp == -math.inf:
+                    if kept == k or lp == -math.inf or (espnet_rule and taken == k):
                         break
+                    taken += 1
                     beam, token = divmod(index, vocab)
                     row = b * k + beam
                     if token == self.eos_id:
-                        if len(finished[b]) < k:
+                        if espnet_rule or len(finished[b]) < k:
                             ids = tokens[row].tolist()
                             finished[b].append(Hypothesis(ids, lp, self.ranker.score(lp, len(ids) + 1)))
                         continue
@@ -237,7 +284,7 @@ class BeamSearch:
                     kept += 1
             beam_logprob = torch.tensor(next_logprob, device=device).view(batch, k)
             alive = (beam_logprob > -math.inf).any(dim=1).tolist()
-            if all(len(f) >= k or not live for f, live in zip(finished, alive)):
+            if all((len(f) >= k and not espnet_rule) or not live for f, live in zip(finished, alive)):
                 break
             source_t = torch.tensor(source, device=device)
             new_tokens = torch.tensor(next_tokens, device=device)

@@ -176,6 +176,12 @@ class SpeechLLM(AbsESPnetModel):
             return speech_embeds, speech_lengths
         return encoded, encoded_lengths
 
+    def ctc_log_probs(self, speech) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The CTC head's log-posteriors ``(B, T, V)`` and valid lengths for the search's CTC prefix scorer."""
+        ctc_in, lengths = self.ctc_input(speech.encoded, speech.encoded_lengths, speech.speech_embeds,
+                                         speech.speech_lengths)
+        return self.ctc.log_softmax(ctc_in), lengths
+
     # ---- LLM side ----------------------------------------------------------------------------------------------
     @staticmethod
     def position_ids(mask: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # speechllm.sh: the stages every speechllm recipe shares, from Kaldi data dirs to a scored, packed speech LLM.
+# With --task asr the same stages train and decode a conventional AED + CTC acoustic model through ESPnet's own
+# ASRTask instead (the combination paradigm's first pass; its decode configs may fuse an LLM).
 # A corpus's run.sh sets its data sets and configs and calls `./speechllm.sh --train_set ... "$@"`.
 # `./speechllm.sh --help` lists the stages and the options (generated from the blocks below).
 set -euo pipefail
@@ -15,6 +17,8 @@ inference_nj=4               # Parallel jobs of decoding.
 ngpu=0                       # GPUs for training (0: CPU).
 train_threads=2              # CPU threads of the training job (OMP_NUM_THREADS; path.sh defaults jobs to 1).
 expdir=exp                   # Where models, statistics and decoding results go.
+task=speechllm               # speechllm: a speech LLM (speechllm.bin.speechllm_train); asr: an AED + CTC acoustic
+                             # model through ESPnet's ASRTask (espnet2.bin.asr_train) over a BPE of --am_bpe_vocab_size.
 dumpdir=dump                 # Where the dumped audio data dirs go.
 # Data
 local_data_opts=             # Options of local/data.sh (stage 1), e.g. "--seed 1".
@@ -31,6 +35,9 @@ max_duration=20              # Longer training/validation utterances are removed
 # Tokens and LLM
 token_dir=data/token_list    # Token models (CTC BPE) and tokenizer reports.
 ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: none, or CTC on the LLM's tokens).
+am_bpe_vocab_size=100        # (--task asr) Vocabulary size of the acoustic model's SentencePiece BPE.
+feats_normalize=global_mvn   # (--task asr) ESPnet's feature normalisation: global_mvn (statistics of stage 7) or
+                             # utterance_mvn; as ESPnet's asr.sh, it overrides the train config's.
 llm=                         # Pretrained LLM: folder, .gguf file or hub name (empty: the train config's).
                              # A .gguf file is dequantised once by stage 5 into ${expdir}/llm/<name>, used from then on.
 toy_llm_config=              # YAML of a random-init LLM made in stage 5 and used when --llm is empty.
@@ -39,7 +46,8 @@ dump_frontend=false          # true: run the train config's frozen frontend once
 frontend_batch_size=8        # Utterances per frontend call in stage 6.
 # Training
 train_config=                # Training config (ESPnet YAML).
-train_args=                  # Extra options of speechllm.bin.speechllm_train, e.g. "--max_epoch 1".
+train_args=                  # Extra options of the training job (speechllm.bin.speechllm_train; espnet2.bin.asr_train
+                             # with --task asr), e.g. "--max_epoch 1".
 model_tag=                   # Model dir name under expdir (empty: the train config's basename).
 stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_tag}).
 # Decoding and scoring
@@ -60,7 +68,7 @@ STAGES=(
     "2|Speed perturbation of the training set|perturb_speed|train_set"
     "3|Audio dumping and validation|dump_audio|train_set valid_set test_sets"
     "4|Length filtering of training and validation data|filter_lengths|train_set valid_set"
-    "5|Token models (CTC BPE, LLM tokenizer report, toy LLM)|prepare_tokens|train_set"
+    "5|Token models (CTC or AM BPE, LLM tokenizer report, toy LLM)|prepare_tokens|train_set"
     "6|Frozen frontend outputs (with --dump_frontend true)|dump_frontend_outputs|train_set valid_set train_config"
     "7|Shape and feature statistics (collect_stats)|collect_stats|train_set valid_set train_config"
     "8|Training|train_model|train_set valid_set train_config"
@@ -177,17 +185,26 @@ speech_scp() {
     fi
 }
 
-# set_training_args: the arguments stages 6 and 7 share, in arrays llm_args, data_args and extra_train_args.
+# set_training_args: the arguments stages 7 and 8 share, in arrays model_args (the LLM and CTC BPE; with --task
+# asr the AM's token list and BPE), data_args, extra_train_args and (stage 8 of --task asr) normalize_args.
 set_training_args() {
-    llm_args=()
-    if [[ -n ${llm} ]]; then
+    model_args=()
+    normalize_args=()
+    if [[ ${task} == asr ]]; then
+        ${dry_run} || need_file "${token_dir}/am_tokens.txt" "run stage 5 first (with --task asr)"
+        model_args+=(--token_list "${token_dir}/am_tokens.txt" --token_type bpe --bpemodel "${token_dir}/am_bpe.model")
+        normalize_args=(--normalize "${feats_normalize}")
+        if [[ ${feats_normalize} == global_mvn ]]; then
+            normalize_args+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
+        fi
+    elif [[ -n ${llm} ]]; then
         [[ -z ${gguf_llm} ]] || ${dry_run} || need_file "${llm}/config.json" "run stage 5 first (it converts ${gguf_llm})"
-        llm_args+=(--llm_conf "name_or_path=${llm}")
+        model_args+=(--llm_conf "name_or_path=${llm}")
     fi
     # The option decides, not a leftover file: a CTC head over the LLM's tokens (ctc_token_type: llm) takes no BPE.
     if (( ctc_bpe_vocab_size > 0 )); then
         ${dry_run} || need_file "${token_dir}/ctc_bpe.model" "run stage 5 first"
-        llm_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
+        model_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
     fi
     data_args=(
         --train_data_path_and_name_and_type "$(speech_scp "${train_set}"),speech,${speech_type}"
@@ -344,6 +361,9 @@ prepare_tokens() {
     if (( ctc_bpe_vocab_size > 0 )); then
         opts+=(--ctc_bpe_vocab_size "${ctc_bpe_vocab_size}")
     fi
+    if [[ ${task} == asr ]]; then
+        opts+=(--am_bpe_vocab_size "${am_bpe_vocab_size}")
+    fi
     if ${make_toy_llm}; then
         opts+=(--toy_llm_config "${toy_llm_config}" --toy_llm_dir "${llm}")
         log "Reads ${dumpdir}/${train_set}/text and ${toy_llm_config}, writes ${token_dir} and ${llm}"
@@ -389,8 +409,8 @@ collect_stats() {
     run_cmd split_scp "$(speech_scp "${train_set}")" "${parts}" "${logdir}/train"
     run_cmd split_scp "$(speech_scp "${valid_set}")" "${parts}" "${logdir}/valid"
     launch "${train_cmd}" JOB=1:"${parts}" "${logdir}/stats.JOB.log" \
-        python3 -m speechllm.bin.speechllm_train --collect_stats true --use_preprocessor true \
-        --config "${train_config}" "${llm_args[@]}" "${data_args[@]}" \
+        python3 -m "${train_module}" --collect_stats true --use_preprocessor true \
+        --config "${train_config}" "${model_args[@]}" "${data_args[@]}" \
         --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
         --output_dir "${logdir}/stats.JOB" "${extra_train_args[@]}" ||
         die "statistics collection failed: see ${logdir}/stats.*.log"
@@ -408,6 +428,9 @@ train_model() {
         shape_args+=("--${shape%%/*}_shape_file" "${stats_dir}/${shape}")
     done
     set_training_args
+    if [[ ${task} == asr && ${feats_normalize} == global_mvn ]]; then
+        need_file "${stats_dir}/train/feats_stats.npz" "run stage 7 first"
+    fi
     log "Reads ${dumpdir}/{${train_set},${valid_set}} and ${stats_dir}, writes ${model_dir}"
     run_cmd mkdir -p "${model_dir}"
     # Earlier runs' logs are kept as train.log.1, .2, ... (the launcher would skip a job whose log shows success;
@@ -418,7 +441,7 @@ train_model() {
         run_cmd mv "${model_dir}/train.log" "${model_dir}/train.log.${run}"
     fi
     launch "${train_cmd}" --gpu "${ngpu}" --num_threads "${train_threads}" "${model_dir}/train.log" \
-        python3 -m speechllm.bin.speechllm_train --config "${train_config}" "${llm_args[@]}" \
+        python3 -m "${train_module}" --config "${train_config}" "${model_args[@]}" "${normalize_args[@]}" \
         --use_preprocessor true --ngpu "${ngpu}" --resume true --output_dir "${model_dir}" \
         "${data_args[@]}" "${shape_args[@]}" "${extra_train_args[@]}" ||
         die "training failed: see ${model_dir}/train.log"
@@ -506,6 +529,12 @@ pack_model() {
     [[ ${inference_model} != none ]] || die "--inference_model none (the untrained model) is not packed"
     need_model_file
     log "Reads ${model_dir}, writes ${model_dir}/packed.zip"
+    if [[ ${task} == asr ]]; then  # ESPnet's own archive of an ASRTask model (espnet2.bin.asr_inference reads it)
+        run_cmd python3 -m espnet2.bin.pack asr --asr_train_config "${model_dir}/config.yaml" \
+            --asr_model_file "${model_dir}/${inference_model}" --option "${token_dir}/am_bpe.model" \
+            --outpath "${model_dir}/packed.zip"
+        return 0
+    fi
     run_cmd python3 -m speechllm.bin.pack --train_config "${model_dir}/config.yaml" \
         --model_file "${model_dir}/${inference_model}" --outpath "${model_dir}/packed.zip"
 }
@@ -524,10 +553,21 @@ stage_selected() {
 # check_options: the values the script computes with, and every option a selected stage needs, before any runs.
 check_options() {
     local option row number needs skipped hint
-    for option in stage stop_stage nj inference_nj ngpu train_threads ctc_bpe_vocab_size fs inference_batch_size \
-        frontend_batch_size; do
+    for option in stage stop_stage nj inference_nj ngpu train_threads ctc_bpe_vocab_size am_bpe_vocab_size fs \
+        inference_batch_size frontend_batch_size; do
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
+    case ${task} in
+        speechllm) ;;
+        asr)
+            ! ${dump_frontend} || die "--task asr trains its frontend with the model: use --dump_frontend false"
+            (( ctc_bpe_vocab_size == 0 )) ||
+                die "--task asr: the AM's CTC head shares its BPE (--am_bpe_vocab_size); drop --ctc_bpe_vocab_size"
+            (( am_bpe_vocab_size > 0 )) || die "--task asr needs --am_bpe_vocab_size > 0"
+            [[ ${feats_normalize} == global_mvn || ${feats_normalize} == utterance_mvn ]] ||
+                die "--feats_normalize takes global_mvn or utterance_mvn, got '${feats_normalize}'" ;;
+        *) die "--task takes speechllm or asr, got '${task}'" ;;
+    esac
     [[ ${max_segment_seconds} =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
         die "--max_segment_seconds takes seconds (0: the longest training utterance), got '${max_segment_seconds}'"
     for skipped in "${skip_stage_list[@]}"; do
@@ -601,6 +641,10 @@ if ${dump_frontend}; then
     speech_type=kaldi_ark
 fi
 stats_dir=${stats_dir:-${expdir}/stats_${model_tag}}
+train_module=speechllm.bin.speechllm_train
+if [[ ${task} == asr ]]; then
+    train_module=espnet2.bin.asr_train  # ESPnet's own ASRTask and Trainer, unchanged
+fi
 # Without a pretrained --llm, stage 5 makes a random-init LLM from --toy_llm_config and later stages use it.
 make_toy_llm=false
 if [[ -z ${llm} && -n ${toy_llm_config} ]]; then
