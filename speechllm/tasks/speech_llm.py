@@ -42,7 +42,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, str2bool, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
-from speechllm.models.adapters import ADAPTERS
+from speechllm.models.adapters import ADAPTERS, AbsAdapter
 from speechllm.models.fbank_frontend import FbankFrontend
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
@@ -80,7 +80,7 @@ encoder_choices = ClassChoices(
     default=None,
     optional=True,
 )
-adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=torch.nn.Module, default="conv1d_mlp")
+adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=AbsAdapter, default="conv1d_mlp")
 
 DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype="float32",
                         gradient_checkpointing=False)
