@@ -155,6 +155,16 @@ def test_an_lm_of_other_units_is_refused_label_by_label(tokens_dir, tmp_path):  
     assert CausalLMScorer  # label-wise fusion itself: test_search_scorers.py
 
 
+def test_an_lm_that_cannot_spell_the_ams_pieces_is_refused(tokens_dir, tmp_path):  # noqa: F811
+    from speechllm.bin.prepare_tokens import train_llm_tokenizer
+
+    am = build_am(tokens_dir, tmp_path)
+    lm = load_causal_lm(str(tokens_dir / "llm"), finetune="frozen")
+    digits_only = train_llm_tokenizer(["one two three", "three two one"] * 5, 30)  # no "f", "p", "s", ...
+    with pytest.raises(ValueError, match=r"cannot spell .* of the AM's pieces .*<unk>.*covers the AM's characters"):
+        DelayedLMScorer(lm, digits_only, am.token_list, am.vocab, special=am.special_ids)
+
+
 def test_smollm2_tokenizes_word_by_word_as_the_whole_sentence(shared_dir):
     """Delayed fusion tokenises each completed word alone (with its leading space): for the LLM's score to be that of
     the sentence, the pieces must be the sentence's own tokens."""

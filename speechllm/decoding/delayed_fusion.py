@@ -46,6 +46,16 @@ class DelayedLMScorer(Scorer):
         self.bos_id, self.eos_id = bos, tokenizer.eos_token_id
         special = set(special)
         self.spelling = ["" if i in special else p for i, p in enumerate(pieces)]
+        unk = tokenizer.unk_token_id
+        if unk is not None:  # a byte-level tokenizer spells anything; others may map characters to <unk>
+            unspellable = [p for p in self.spelling if p.strip(WORD_START)
+                           and unk in tokenizer(p.strip(WORD_START), add_special_tokens=False)["input_ids"]]
+            if unspellable:
+                raise ValueError(
+                    f"delayed fusion: the LM's tokenizer ({type(tokenizer).__name__}) cannot spell {len(unspellable)} "
+                    f"of the AM's pieces (it maps them to {tokenizer.unk_token}), e.g. {unspellable[:5]}: give an LM "
+                    "whose tokenizer covers the AM's characters (a byte-level BPE covers all), or train the AM on "
+                    "text normalised to the LM's characters")
         self.starts_word = torch.tensor([p.startswith(WORD_START) for p in self.spelling])
         self.device = next(lm.parameters()).device
 
