@@ -61,3 +61,47 @@ def require_program(name: str, *folders: str, hint: str = "") -> str:
 
 def require_shellcheck() -> str:
     return require_program("shellcheck")
+
+
+@pytest.fixture
+def archive_server():
+    """A local HTTP server of {path: bytes} that honours Range requests (as OpenSLR's does); returns its base URL
+    and records (path, Range header) of every request in ``archive_server.requests``."""
+    import http.server
+    import threading
+
+    files: dict = {}
+    requests: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append((self.path, self.headers.get("Range")))
+            data = files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            start = 0
+            if self.headers.get("Range", "").startswith("bytes="):
+                start = int(self.headers["Range"][6:].split("-")[0])
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(new_files: dict) -> str:
+        files.update(new_files)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    serve.requests = requests
+    yield serve
+    server.shutdown()

@@ -107,7 +107,7 @@ def test_lowercase_false_keeps_the_transcripts(recipe):
 
 
 def test_missing_subset_names_the_folder_and_the_download(recipe):
-    run = data_sh(recipe, "--subsets", "dev-clean,train-other-500")
+    run = data_sh(recipe, "--subsets", "dev-clean,train-other-500", "--download", "false")
     assert run.returncode != 0
     corpus = recipe.parent / "corpora"
     assert f"{corpus}/LibriSpeech/train-other-500 is missing" in run.stderr
@@ -124,7 +124,7 @@ def test_pointing_at_the_librispeech_folder_itself_is_explained(recipe):
 
 def test_unset_corpus_location_points_to_db_sh(recipe):
     (recipe / "db.sh").write_text("LIBRISPEECH=\n")
-    run = data_sh(recipe, "--subsets", "dev-clean")
+    run = data_sh(recipe, "--subsets", "dev-clean", "--download", "false")
     assert run.returncode != 0 and "set LIBRISPEECH in db.sh" in run.stderr
 
 
@@ -175,3 +175,45 @@ def test_frozen_variant_differs_from_lora_only_in_the_llm_finetuning():
 def test_decode_config_holds_decoding_options():
     conf = yaml.safe_load((RECIPE / "conf" / "decode.yaml").read_text())
     DecodingOptions.from_dict(conf, where="conf/decode.yaml")  # unknown keys or bad values raise
+
+
+# ---------------------------------------------------------------------------------- downloading SLR12 archives
+
+
+def tar_gz(path: Path, root: Path, members) -> Path:
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name in members:
+            archive.add(root / name, arcname=name)
+    return path
+
+
+def test_data_sh_downloads_checks_and_extracts_missing_subsets(tmp_path, archive_server):
+    """No corpus given: data.sh fetches dev-clean's archive (served in SLR12's layout), checks its MD5, extracts it
+    into the download folder and converts it; a second run uses what is there."""
+    import hashlib
+
+    source = write_corpus(tmp_path / "source", {"dev-clean": CORPUS["dev-clean"]})
+    archive = tar_gz(tmp_path / "dev-clean.tar.gz", source, ["LibriSpeech"])
+    url = archive_server({"/12/dev-clean.tar.gz": archive.read_bytes()})
+    work = tmp_path / "recipe"
+    work.mkdir()
+    for name in ("local", "utils", "path.sh"):
+        (work / name).symlink_to(os.path.realpath(RECIPE / name))
+    (work / "db.sh").write_text("LIBRISPEECH=\n")
+    (work / "md5sum.txt").write_text(f"{hashlib.md5(archive.read_bytes()).hexdigest()} dev-clean.tar.gz\n")
+    options = ("--subsets", "dev-clean", "--data_url", f"{url}/12", "--md5sum_file", "md5sum.txt")
+    run = data_sh(work, *options)
+    assert run.returncode == 0, run.stderr
+    assert (work / "downloads/dev-clean.tar.gz").is_file()
+    assert (work / "downloads/LibriSpeech/dev-clean/84/121123/84-121123-0000.flac").is_file()
+    assert len(read(work / "data/dev_clean/text")) == 3
+    again = data_sh(work, *options)
+    assert again.returncode == 0 and "downloading" not in again.stdout + again.stderr
+    # The published MD5 (no --md5sum_file) does not match this fixture: a fresh download is refused, not extracted.
+    (work / "md5sum.txt").unlink()
+    run = data_sh(work, "--subsets", "dev-clean", "--data_url", f"{url}/12", "--download_dir", "other")
+    assert run.returncode != 0
+    assert "not the published 42e2234ba48799c1f50f24a7926300a1" in run.stderr
+    assert not (work / "other/LibriSpeech").exists() and (work / "other/dev-clean.tar.gz.bad").is_file()
