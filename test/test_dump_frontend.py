@@ -168,3 +168,44 @@ def test_training_from_dumped_features_gives_the_loss_of_the_audio(whisper_dir, 
     wrong = collate([(u, preprocess_feats(u, {"speech": feats[u][:, :16], "text": texts[u]})) for u in LENGTHS])[1]
     with pytest.raises(ValueError, match="dumped with another frontend config; rerun the frontend dumping stage"):
         model(**wrong)
+
+
+@pytest.mark.parametrize("finetune", ["frozen", "lora", "full"])
+def test_speech_encoder_finetuning_modes_train_what_they_say(whisper_dir, finetune):
+    """frozen: nothing of the encoder trains; lora: only peft's LoRA matrices (r=8 by default); full: everything.
+    A LoRA encoder starts as the frozen one (LoRA's B is zero) and its gradients reach the LoRA matrices only."""
+    frozen = HFSpeechEncoderFrontend(str(whisper_dir), multilayer_feature=False).eval()
+    encoder = HFSpeechEncoderFrontend(str(whisper_dir), multilayer_feature=False, finetune=finetune)
+    trainable = {name for name, p in encoder.named_parameters() if p.requires_grad}
+    if finetune == "frozen":
+        assert not trainable
+    elif finetune == "lora":
+        assert trainable and all("lora_" in name for name in trainable)
+        assert any(name.endswith("q_proj.lora_A.default.weight") for name in trainable)
+        shape = next(p.shape for n, p in encoder.named_parameters() if n.endswith("lora_A.default.weight"))
+        assert shape[0] == 8
+    else:
+        assert trainable == {name for name, _ in encoder.named_parameters()}
+    speech, lengths = batch_of(waves().values())
+    encoder.train()
+    feats, _ = encoder(speech, lengths)
+    if finetune != "frozen":
+        feats.pow(2).mean().backward()
+        # LoRA's A gets no gradient while B is still zero; B does, and so does every weight a full fine-tuning uses.
+        learning = [n for n, p in encoder.named_parameters() if p.requires_grad and "lora_A" not in n]
+        silent = [n for n in learning if dict(encoder.named_parameters())[n].grad is None
+                  or dict(encoder.named_parameters())[n].grad.abs().sum() == 0]
+        assert learning and not silent, silent
+    if finetune == "lora":  # LoRA's B starts at zero: the untrained LoRA encoder computes what the frozen one does
+        encoder.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(speech, lengths)[0], frozen(speech, lengths)[0])
+
+
+def test_speech_encoder_finetuning_options_are_checked(whisper_dir):
+    with pytest.raises(ValueError, match="frontend_conf.finetune: 'partly' is not one of"):
+        HFSpeechEncoderFrontend(str(whisper_dir), finetune="partly")
+    with pytest.raises(ValueError, match="frontend_conf.lora_conf is set but frontend_conf.finetune is 'frozen'"):
+        HFSpeechEncoderFrontend(str(whisper_dir), lora_conf={"r": 4})
+    with pytest.raises(ValueError, match=r"frontend_conf.lora_conf.target_modules: \['w_qkv'\] not found"):
+        HFSpeechEncoderFrontend(str(whisper_dir), finetune="lora", lora_conf={"target_modules": ["w_qkv"]})

@@ -2,7 +2,9 @@
 
 It loads with ``from_pretrained`` from a local folder (or a hub name) and returns either a learned weighted sum of
 all its hidden layers (as S3PRL's featurizer does, ``multilayer_feature: true``) or one chosen layer (``layer``,
-default the last). It is frozen (and kept in eval mode, so no dropout) unless ``freeze: false``.
+default the last). ``finetune``: ``frozen`` (the default; kept in eval mode, so no dropout), ``lora`` (peft LoRA on
+``lora_conf.target_modules``, by default r=8 alpha=16 on q_proj and v_proj, as Pham et al. tune their encoders) or
+``full``.
 
 Whisper's encoder was trained on 30 s windows. ``pad_to_window: false`` (the default) runs it over the audio's own
 frames only: the positional embeddings are cut to the input's length and padded frames of a batch are masked out of
@@ -13,15 +15,18 @@ Audio longer than the window is refused, never cut (segment long recordings firs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
+from speechllm.models.llm import LoraOptions, set_finetune_mode
 from speechllm.models.weight_files import naming_damaged_files
 
 SAMPLE_RATE = 16000
+ENCODER_FINETUNE = ("frozen", "lora", "full")
+ENCODER_LORA_DEFAULTS = {"r": 8, "alpha": 16}  # Pham et al. (2406.17272) on the speech encoder
 WAV2VEC_LIKE = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer")
 SUPPORTED = ("whisper",) + WAV2VEC_LIKE
 
@@ -51,7 +56,8 @@ class HFSpeechEncoderFrontend(AbsFrontend):
         fs: int = SAMPLE_RATE,
         multilayer_feature: bool = True,
         layer: int = -1,
-        freeze: bool = True,
+        finetune: str = "frozen",
+        lora_conf: Optional[dict] = None,
         pad_to_window: bool = False,
     ):
         super().__init__()
@@ -75,9 +81,16 @@ class HFSpeechEncoderFrontend(AbsFrontend):
         self.layer = layer
         self.layer_weights = torch.nn.Parameter(torch.zeros(num_layers)) if multilayer_feature else None
         self.pad_to_window = pad_to_window
-        self.freeze = freeze
-        if freeze:
-            self.encoder.requires_grad_(False)
+        if finetune not in ENCODER_FINETUNE:
+            raise ValueError(f"frontend_conf.finetune: '{finetune}' is not one of {list(ENCODER_FINETUNE)}")
+        if lora_conf and finetune != "lora":
+            raise ValueError(f"frontend_conf.lora_conf is set but frontend_conf.finetune is '{finetune}'; set "
+                             "finetune: lora")
+        lora = (LoraOptions.from_dict({**ENCODER_LORA_DEFAULTS, **(lora_conf or {})}, "frontend_conf.lora_conf")
+                if finetune == "lora" else None)
+        self.encoder = set_finetune_mode(self.encoder, finetune, lora, where="frontend_conf")
+        self.freeze = finetune == "frozen"
+        if self.freeze:
             self.encoder.eval()
 
     def output_size(self) -> int:

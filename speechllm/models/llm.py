@@ -157,7 +157,9 @@ def convert_gguf(gguf_path: str, out_dir: str) -> Path:
     return out
 
 
-def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[LoraOptions]) -> torch.nn.Module:
+def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[LoraOptions],
+                      where: str = "llm_conf") -> torch.nn.Module:
+    """``full``: every weight trains; ``frozen``: none; ``lora``: peft LoRA adapters on ``lora.target_modules``."""
     if finetune == "full":
         model.requires_grad_(True)
         return model
@@ -170,7 +172,7 @@ def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[Lora
     missing = [m for m in lora.target_modules if m not in present]
     if missing:
         raise ValueError(
-            f"llm_conf.lora_conf.target_modules: {missing} not found in {type(model).__name__}; "
+            f"{where}.lora_conf.target_modules: {missing} not found in {type(model).__name__}; "
             f"its linear layers include {sorted(n for n in present if 'proj' in n)}"
         )
     config = LoraConfig(
