@@ -24,6 +24,7 @@ class CTCPrefixState:
     r_blank: torch.Tensor  # (T, beams)
     psi: torch.Tensor  # (beams,) prefix scores of the current prefixes
     last_token: torch.Tensor  # (beams,) CTC id of each prefix's last token; -1 when empty
+    length: int = 0  # labels in every prefix (the search is label-synchronous)
 
 
 class CTCPrefixScorer:
@@ -71,7 +72,8 @@ class CTCPrefixScorer:
         r_blank = torch.full_like(x_token, NEG_INF)
         empty = (state.last_token < 0)[:, None]
         r_nonblank[0] = torch.where(empty, x_token[0], torch.full_like(x_token[0], NEG_INF))
-        for t in range(1, frames):
+        # An extension of a prefix of L labels cannot end before frame L: those forward variables stay -inf.
+        for t in range(max(1, state.length), frames):
             r_nonblank[t] = torch.logaddexp(r_nonblank[t - 1], phi[t - 1]) + x_token[t]
             r_blank[t] = torch.logaddexp(r_nonblank[t - 1], r_blank[t - 1]) + x_blank[t]
         start = r_nonblank[0:1]
@@ -87,4 +89,5 @@ class CTCPrefixScorer:
             r_blank=r_blank[:, rows, columns],
             psi=psi[rows, columns],
             last_token=candidates[rows, columns],
+            length=state.length + 1,
         )
