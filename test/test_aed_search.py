@@ -13,7 +13,7 @@ from speechllm.bin.prepare_tokens import espnet_token_list
 from speechllm.decoding.delayed_fusion import DelayedLMScorer
 from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.rescoring import lm_logprobs
-from speechllm.decoding.scorers import CausalLMScorer, SpeechInput, vocab_tag
+from speechllm.decoding.scorers import SpeechInput, vocab_tag
 from speechllm.decoding.search import BeamSearch
 from speechllm.models.espnet_am import ESPnetAM, ESPnetTokenList
 from speechllm.models.llm import load_causal_lm, load_tokenizer
@@ -152,7 +152,6 @@ def test_an_lm_of_other_units_is_refused_label_by_label(tokens_dir, tmp_path):  
         BeamSearch.for_aed(am, options, lm=lm, lm_tokenizer=tokenizer, lm_vocab=vocab_tag(tokenizer))
     with pytest.raises(ValueError, match="lm_fusion must be label or delayed"):
         DecodingOptions(lm="toy", lm_weight=0.3, lm_fusion="every_frame")
-    assert CausalLMScorer  # label-wise fusion itself: test_search_scorers.py
 
 
 def test_an_lm_that_cannot_spell_the_ams_pieces_is_refused(tokens_dir, tmp_path):  # noqa: F811

@@ -55,11 +55,16 @@ def train_bpe(sentences: list, model_prefix: Path, vocab_size: int) -> None:
         Path(corpus).unlink()
 
 
-def espnet_token_list(bpe_prefix: Path) -> list:
-    """ESPnet's token list of a BPE trained by ``train_bpe``: the CTC blank first, then the pieces (``<unk>`` is
-    piece 0), then ``<sos/eos>`` (the decoder's start and end label)."""
+def ctc_token_list(bpe_prefix: Path) -> list:
+    """The CTC head's labels of a BPE trained by ``train_bpe``: the blank first, then the pieces (``<unk>`` is
+    piece 0)."""
     vocab = Path(f"{bpe_prefix}.vocab").read_text(encoding="utf-8").splitlines()
-    return ["<blank>"] + [line.split("\t")[0] for line in vocab] + ["<sos/eos>"]
+    return ["<blank>"] + [line.split("\t")[0] for line in vocab]
+
+
+def espnet_token_list(bpe_prefix: Path) -> list:
+    """ESPnet's token list of such a BPE: the CTC labels, then ``<sos/eos>`` (the decoder's start and end label)."""
+    return ctc_token_list(bpe_prefix) + ["<sos/eos>"]
 
 
 def train_llm_tokenizer(sentences: list, vocab_size: int, blank: bool = False):
@@ -217,8 +222,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.ctc_bpe_vocab_size > 0:
         train_bpe(sentences, out / "ctc_bpe", args.ctc_bpe_vocab_size)
-        vocab = (out / "ctc_bpe.vocab").read_text(encoding="utf-8").splitlines()
-        tokens = ["<blank>"] + [line.split("\t")[0] for line in vocab]
+        tokens = ctc_token_list(out / "ctc_bpe")
         (out / "ctc_tokens.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
         logging.info(f"CTC BPE: {len(tokens)} tokens (blank included) -> {out}/ctc_bpe.model")
     if args.am_bpe_vocab_size > 0:

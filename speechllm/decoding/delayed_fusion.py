@@ -79,8 +79,13 @@ class DelayedLMScorer(Scorer):
         return total
 
     def word_ids(self, first: bool, word: str) -> Tuple[int, ...]:
-        """The LLM's tokens of a completed word: with its leading space, unless it is the hypothesis's first."""
-        return tuple(self.tokenizer(word if first else " " + word, add_special_tokens=False)["input_ids"])
+        """The LLM's tokens of a completed word: with its leading space, unless it is the hypothesis's first
+        (tokenised once per search: every step asks again for each beam's word)."""
+        key = (first, word)
+        if key not in self.tokenized:
+            self.tokenized[key] = tuple(self.tokenizer(word if first else " " + word,
+                                                       add_special_tokens=False)["input_ids"])
+        return self.tokenized[key]
 
     def completed(self, beam: int) -> Tuple[int, ...]:
         """The beam's unscored words plus the one it is spelling, as LLM tokens (what a word start completes)."""
@@ -105,12 +110,13 @@ class DelayedLMScorer(Scorer):
         self.pending: List[Tuple[int, ...]] = [()] * beams  # completed words not scored yet (interval > 0)
         self.word: List[str] = [""] * beams  # the word each beam is spelling
         self.labels = 0  # labels emitted so far (the same for every beam)
+        self.tokenized: Dict[Tuple[bool, str], Tuple[int, ...]] = {}
 
     @torch.no_grad()
     def partial_scores(self, candidates: torch.Tensor) -> torch.Tensor:
-        starts = self.starts_word.to(candidates.device)[candidates.clamp(max=len(self.spelling) - 1)]
         if not self.fuses_now():
             return torch.zeros(candidates.shape, device=candidates.device)
+        starts = self.starts_word.to(candidates.device)[candidates.clamp(max=len(self.spelling) - 1)]
         # A candidate that starts a word completes the one being spelled; any other leaves it pending.
         on_start = [self._extend(c, self.completed(b)) for b, c in enumerate(self.context)]
         otherwise = [self._extend(c, p) if p else 0.0 for c, p in zip(self.context, self.pending)]

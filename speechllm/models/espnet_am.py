@@ -92,10 +92,6 @@ class ESPnetAM:
         self.model.to(*args, **kwargs)
         return self
 
-    def eval(self) -> "ESPnetAM":
-        self.model.eval()
-        return self
-
     def encode_speech(self, speech: torch.Tensor, lengths: torch.Tensor) -> SpeechInput:
         encoded, encoded_lengths = self.model.encode(speech, lengths)
         # The search's length limits count encoder frames: there is no adapter between encoder and decoder.
