@@ -1,8 +1,8 @@
 """speechllm: an ESPnet-style recipe toolkit for LLM-based speech recognition.
 
 Dependencies are declared by name here and pinned in one place, ``tools/constraints.txt`` (the lock that
-``tools/install.sh`` and ``.ci/run`` install with). A line's tag (``# core``, ``# test``, ``# demo``) says where it
-belongs. The names carry no upper bounds here, so the package also installs beside a newer torch (GPU clusters).
+``tools/install.sh`` and ``.ci/run`` install with). A line's tag (``# core``, ``# test``, ``# demo``, ``# av``) says where it
+belongs; the test extra includes demo and av. The names carry no upper bounds here, so the package also installs beside a newer torch (GPU clusters).
 """
 from pathlib import Path
 
@@ -29,7 +29,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["speechllm", "speechllm.*"]),
     install_requires=requirements("core"),
-    extras_require={"demo": requirements("demo"), "test": requirements("test") + requirements("demo")},
+    extras_require={"demo": requirements("demo"), "av": requirements("av"),
+                    "test": requirements("test") + requirements("demo") + requirements("av")},
     entry_points={"console_scripts": ["speechllm-transcribe=speechllm.bin.transcribe:main"]},
     license="Apache-2.0",
 )

@@ -44,13 +44,16 @@ def ensure_s3prl_importable() -> None:
 # ESPnet's data pipeline (espnet2.train.collate_fn -> preprocessor -> text.phoneme_tokenizer) imports g2p_en at import
 # time, and g2p_en calls nltk.download() when its tagger and dictionary are not installed: importing speechllm's task
 # tried to download from GitHub (and waited for the network to fail). speechllm never uses g2p_en's phonemizer, so
-# g2p_en is registered as a lazy module: `import g2p_en` succeeds at once and the module runs (downloads and all)
-# only when someone uses one of its attributes. ESPnet's attention module prints "Failed to import Flash Attention,
+# g2p_en is registered as a deferred module: `import g2p_en` succeeds at once and the module runs (downloads and
+# all) only when someone uses one of its own attributes. (importlib's LazyLoader is not enough: it runs the module on
+# any attribute access, and torch's op registration walks sys.modules through inspect.getmodule, which reads every
+# module's __file__.) ESPnet's attention module prints "Failed to import Flash Attention,
 # using ESPnet default: ..." on stdout when flash_attn is absent; that notice goes to the log instead.
 
 LAZY_MODULES = ("g2p_en",)
 QUIET_MODULES = ("espnet.nets.pytorch_backend.transformer.attention",)
 _notices: list = []
+_deferred_loaders: dict = {}  # module name -> the real loader that will run it
 _hooks_installed = False
 
 
@@ -78,6 +81,35 @@ class _QuietLoader:
                 _notice(f"{module.__name__}: {line.strip()}")
 
 
+class _DeferredModule(types.ModuleType):
+    """A module whose code has not run yet: its import attributes (__file__, __spec__, ...) are there; the first
+    other attribute asked for runs the module (by its real loader) and is then looked up as usual."""
+
+    def __getattr__(self, name):  # only reached for attributes the module does not have yet
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        self.__class__ = types.ModuleType
+        _deferred_loaders.pop(self.__name__).exec_module(self)
+        return getattr(self, name)
+
+
+class _DeferredLoader:
+    """Creates the module but runs none of its code (see _DeferredModule)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        _deferred_loaders[module.__name__] = self.loader
+        module.__class__ = _DeferredModule
+
+
 def _notice(text: str) -> None:
     import logging
 
@@ -103,12 +135,11 @@ class _ImportHooks:
         if fullname not in LAZY_MODULES and fullname not in QUIET_MODULES:
             return None
         from importlib.machinery import PathFinder
-        from importlib.util import LazyLoader
 
         spec = PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return None  # not installed: the normal import reports it
-        spec.loader = LazyLoader(spec.loader) if fullname in LAZY_MODULES else _QuietLoader(spec.loader)
+        spec.loader = _DeferredLoader(spec.loader) if fullname in LAZY_MODULES else _QuietLoader(spec.loader)
         return spec
 
 

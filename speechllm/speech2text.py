@@ -30,6 +30,7 @@ from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.scorers import vocab_tag
 from speechllm.decoding.search import BeamSearch, Hypothesis
 from speechllm.decoding.segment import MIN_SEGMENT_SECONDS, Segmenter, default_max_seconds
+from speechllm.text.tokenizers import prompt_label_ids
 
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
 MODEL_FILES = ("model.pth", "valid.acc.ave.pth", "valid.loss.ave.pth")
@@ -101,15 +102,14 @@ class Speech2Text:
             self.model = ESPnetAM.from_files(train_config, model_file, device).to(dtype=getattr(torch, dtype))
             self.tokenizer, args = self.model.tokenizer, self.model.args
         else:
-            from speechllm.models.llm import load_tokenizer
-            from speechllm.tasks.speech_llm import SpeechLLMTask
+            from speechllm.tasks.speech_llm import SpeechLLMTask, load_label_tokenizer
 
             model, args = SpeechLLMTask.build_model_from_file(train_config, None, device)
             if model_file:  # strict, unlike ESPnet's loader: a checkpoint of another model must not load silently
                 model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True), strict=True)
             make_batch_exact(model)  # a padded batch decodes as each of its utterances alone
             self.model = model.to(dtype=getattr(torch, dtype)).eval()
-            self.tokenizer = load_tokenizer(args.llm_conf["name_or_path"])
+            self.tokenizer = load_label_tokenizer(args)
         self.options = options
         self.device = device
         self.dtype = getattr(torch, dtype)
@@ -129,6 +129,7 @@ class Speech2Text:
 
     def _search(self, options: DecodingOptions) -> BeamSearch:
         suppress = [self.tokenizer.bos_token_id, self.tokenizer.pad_token_id]
+        suppress += getattr(self.tokenizer, "suppressed_ids", list)()  # --token_type bpe: the prompt's LLM tokens
         lm = lm_tokenizer = lm_vocab = None
         if options.lm:  # shallow fusion with an external causal LM: label by label, or at word boundaries
             from speechllm.models.llm import load_causal_lm, load_tokenizer
@@ -138,9 +139,12 @@ class Speech2Text:
             lm_vocab = vocab_tag(lm_tokenizer)
         if self.is_am:
             return BeamSearch.for_aed(self.model, options, lm=lm, lm_tokenizer=lm_tokenizer, lm_vocab=lm_vocab)
+        prompt_ids = (prompt_label_ids(self.tokenizer, options.prompt, "decoding option prompt") if options.prompt
+                      else None)
         return BeamSearch.for_speech_llm(self.model, options, eos_id=self.tokenizer.eos_token_id,
                                          suppress_ids=suppress, vocab=vocab_tag(self.tokenizer), lm=lm,
-                                         lm_vocab=lm_vocab, bos_id=self.tokenizer.bos_token_id)
+                                         lm_vocab=lm_vocab, bos_id=self.tokenizer.bos_token_id,
+                                         prompt_ids=prompt_ids)
 
     @classmethod
     def from_pretrained(cls, path: str, model_file: Optional[str] = None, device: str = "cpu",

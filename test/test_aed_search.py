@@ -142,6 +142,52 @@ def test_delayed_fusion_adds_the_lm_score_of_the_final_words(tokens_dir, tmp_pat
     assert words_seen >= 6  # the hypotheses had word boundaries to fuse at
 
 
+def export_bpe_lm(tokens_dir: Path, tmp_path: Path) -> Path:  # noqa: F811
+    """An LM over the AM's own 40-piece BPE (speechllm.bin.lm_train --token_type bpe, untrained), exported."""
+    import yaml
+
+    from speechllm.bin.export_lm import export
+    from speechllm.tasks.causal_lm import CausalLMTask
+
+    args = CausalLMTask.get_parser().parse_args([
+        "--output_dir", str(tmp_path / "lm"), "--llm_conf", f"name_or_path={tokens_dir / 'llm'}",
+        "--llm_conf", "finetune=frozen", "--token_type", "bpe", "--bpemodel", str(tokens_dir / "ctc_bpe.model")])
+    torch.manual_seed(3)
+    model = CausalLMTask.build_model(args)
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)  # an LM with opinions: its scores move the search
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), tmp_path / "lm" / "model.pth")
+    return export(str(tmp_path / "lm" / "config.yaml"), str(tmp_path / "lm" / "model.pth"), str(tmp_path / "exported"))
+
+
+def test_label_wise_fusion_with_an_lm_over_the_ams_bpe(tokens_dir, tmp_path):  # noqa: F811
+    """Shallow fusion label by label: an LM trained on the AM's BPE (its ids mapped to the AM's token list) adds
+    lm_weight times its log-probability of the hypothesis's pieces and EOS, computed here in one pass."""
+    am = build_am(tokens_dir, tmp_path)
+    speech = encode(am)
+    folder = export_bpe_lm(tokens_dir, tmp_path)
+    lm, tokenizer = load_causal_lm(str(folder), finetune="frozen"), load_tokenizer(str(folder))
+    options = DecodingOptions(beam_size=3, nbest=3, max_length=6, max_length_ratio=0, length_penalty=0,
+                              ctc_weight=0.3, lm="bpe_lm", lm_weight=0.5)
+    search = BeamSearch.for_aed(am, options, lm=lm, lm_tokenizer=tokenizer, lm_vocab=vocab_tag(tokenizer))
+    checked = 0
+    with torch.no_grad():
+        for i, nbest in enumerate(search(speech)):
+            memory = speech.encoded[i, :int(speech.encoded_lengths[i])]
+            for hyp in nbest:
+                pieces = [a - 1 for a in hyp.token_ids]  # AM id = piece + 1 (its blank is first)
+                ids = [tokenizer.bos_token_id, *pieces, tokenizer.eos_token_id]
+                lm_logp = torch.log_softmax(lm(input_ids=torch.tensor([ids[:-1]])).logits[0].float(), -1)
+                expected = (0.7 * decoder_logprob(am, memory, hyp.token_ids)
+                            + 0.3 * ctc_logprob(am, memory, hyp.token_ids)
+                            + 0.5 * lm_logp.gather(1, torch.tensor(ids[1:])[:, None]).sum().item())
+                assert hyp.logprob == pytest.approx(expected, abs=2e-3)
+                checked += 1
+    assert checked >= 6
+
+
 def test_an_lm_of_other_units_is_refused_label_by_label(tokens_dir, tmp_path):  # noqa: F811
     am = build_am(tokens_dir, tmp_path)
     tokenizer = load_tokenizer(str(tokens_dir / "llm"))

@@ -162,3 +162,23 @@ def test_an_espnet_acoustic_model_decodes_with_delayed_llm_fusion(recipe, traine
     assert "Sum/Avg" in (folder / "score_wer/result.txt").read_text()
     log = (folder / "logdir/decode.1.log").read_text()
     assert "proposer decoder: decoder AEDDecoderScorer x 0.7, ctc CTCScorer x 0.3, lm DelayedLMScorer x 0.3" in log
+
+
+def test_an_llm_fine_tuned_on_the_ams_bpe_fuses_with_it_label_by_label(recipe, trained_am):
+    """--task lm fine-tunes the demo's LLM on the transcripts over the AM's BPE (1 epoch) and exports it (stage 11);
+    the AM then decodes with it fused label by label (conf/decode_am_label.yaml)."""
+    lm_task = ("--task", "lm", "--llm_token_type", "bpe", "--am_bpe_vocab_size", "40",
+               "--train_config", "conf/train_lm.yaml")
+    result = run_recipe(recipe, *lm_task, "--stage", "7", "--stop_stage", "11", "--train_args", "--max_epoch 1")
+    log = result.stdout + result.stderr
+    assert "speechllm.bin.lm_train --collect_stats true" in log and "--task lm decodes nothing" in log
+    assert "1epoch results" in (recipe / "exp/train_lm/train.log").read_text()
+    exported = recipe / "exp/train_lm/exported"
+    assert (exported / "label_units.yaml").is_file() and (exported / "config.json").is_file()
+    run_recipe(recipe, *AM, "--stage", "9", "--stop_stage", "10", "--decode_config", "conf/decode_am_label.yaml",
+               "--test_sets", "test")
+    folder = recipe / "exp/train_am/decode_decode_am_label_valid.acc.ave/test"
+    assert "Sum/Avg" in (folder / "score_wer/result.txt").read_text()
+    decode_log = (folder / "logdir/decode.1.log").read_text()
+    assert "proposer decoder: decoder AEDDecoderScorer x 0.7, ctc CTCScorer x 0.3, lm CausalLMScorer x 0.3" in \
+        decode_log

@@ -9,7 +9,7 @@ import yaml
 from speechllm.bin.prepare_tokens import make_toy_llm, train_bpe
 from speechllm.decoding.options import DecodingOptions
 from speechllm.decoding.search import BeamSearch, NoRepeatNGram
-from speechllm.models.llm import load_causal_lm, trainable_parameter_count
+from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids, trainable_parameter_count
 from speechllm.tasks.speech_llm import SpeechLLMTask
 
 SENTENCES = ["one two three four five", "p i t t s b u r g h", "march fifth nineteen ninety",
@@ -98,6 +98,8 @@ def test_targets_are_the_text_and_eos_only(tokens_dir):
     ("--llm_conf", "finetune=3", "llm_conf.finetune: expected a string (str, e.g. 'lora'), got 3 (int)"),
     ("--model_conf", "ctc_compress=yes please", "model_conf.ctc_compress: expected a boolean"),
     ("--llm_conf", "lora_conf=[r, 4]", "llm_conf.lora_conf: expected a mapping"),
+    ("--model_conf", "interface=crossattention", "model_conf.interface: 'crossattention' is not one of"),
+    ("--model_conf", "cross_attention_conf={every: 2}", "applies to interface cross_attention only"),
 ])
 def test_bad_config_names_the_key(tokens_dir, key, value, message):
     with pytest.raises((ValueError, FileNotFoundError)) as error:
@@ -145,34 +147,91 @@ def test_unknown_key_in_yaml_config(tmp_path, capsys):
     assert f"encoderr (from {config})" in capsys.readouterr().err
 
 
-def logprob_by_full_recompute(prefix, token_ids, model):
-    """Log-probability of ``token_ids`` + EOS after an unpadded speech prefix, recomputing everything (no cache)."""
+def logprob_by_full_recompute(prefix, token_ids, model, memory=None):
+    """Log-probability of ``token_ids`` + EOS after an unpadded speech prefix, recomputing everything (no cache);
+    ``memory``: the utterance's speech for the cross-attention interface."""
     targets = torch.tensor(list(token_ids) + [model.eos_id])
     embeds = torch.cat([prefix[None], model.embed_tokens(targets[None, :-1])], dim=1)
-    logits = model.run_llm(embeds, torch.ones(1, embeds.size(1), dtype=torch.long)).logits[0, prefix.size(0) - 1:]
+    logits = model.run_llm(embeds, torch.ones(1, embeds.size(1), dtype=torch.long),
+                           memory=memory).logits[0, prefix.size(0) - 1:]
     return torch.log_softmax(logits.float(), -1).gather(1, targets[:, None]).sum().item()
 
 
-@pytest.mark.parametrize("beam_size", [1, 3])
-def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size):
-    """The search's KV cache, left padding, positions and beam reordering give exactly the log-probabilities of a
-    plain full recomputation of each utterance alone."""
-    args = task_args(tokens_dir, "--llm_conf", "finetune=full")
+CROSS_ATTENTION = ("--model_conf", "interface=cross_attention",
+                   "--model_conf", "cross_attention_conf={num_heads: 4, ffn_size: 32}")
+
+
+def open_gates(model):
+    """Trained-like cross-attention: gates away from their initial 0, so the speech changes the scores."""
+    with torch.no_grad():
+        for block in model.cross_attention.blocks:
+            block.attention_gate.fill_(0.7)
+            block.ffn_gate.fill_(-0.4)
+
+
+@pytest.mark.parametrize("beam_size,interface", [(1, "prefix"), (3, "prefix"), (3, "cross_attention")])
+def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size, interface):
+    """The search's KV cache, left padding, positions and beam reordering (and, with cross-attention, the speech's
+    keys and values projected once and expanded to the beams) give exactly the log-probabilities of a plain full
+    recomputation of each utterance alone."""
+    extra = CROSS_ATTENTION if interface == "cross_attention" else ()
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full", *extra)
     torch.manual_seed(0)
     model = SpeechLLMTask.build_model(args).eval()
+    if interface == "cross_attention":
+        open_gates(model)
     batch = make_batch(args)
     options = DecodingOptions(beam_size=beam_size, nbest=beam_size, max_length=6, max_length_ratio=0,
                               length_penalty=0)
     hyps = BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id)(
         model.encode_speech(batch["speech"], batch["speech_lengths"]))
     with torch.no_grad():
-        prefix, mask = model.speech_prefix(*model.speech_embeddings(*model.encode(batch["speech"],
-                                                                                  batch["speech_lengths"])))
+        speech_embeds, speech_lengths = model.speech_embeddings(*model.encode(batch["speech"], batch["speech_lengths"]))
+        prefix, mask = model.speech_prefix(speech_embeds, speech_lengths)
         for i, nbest in enumerate(hyps):
             unpadded = prefix[i, -int(mask[i].sum()):]
+            n = int(speech_lengths[i])
+            memory = model.speech_memory(speech_embeds[i:i + 1, :n], speech_lengths[i:i + 1])
             for hyp in nbest:
-                expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model)
+                expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model, memory)
                 assert hyp.logprob == pytest.approx(expected, abs=1e-3)
+
+
+def test_cross_attention_interface_trains_only_its_blocks_and_starts_as_the_llm(tokens_dir):
+    """Cross-attention: the prefix is the prompt alone; closed gates leave the LLM's output exactly as without speech;
+    a frozen LLM gets no gradient while the blocks and the adapter do; the speech changes the scores once the gates
+    open; the blocks' parameters are counted and saved in checkpoints."""
+    args = task_args(tokens_dir, "--llm_conf", "finetune=frozen", *CROSS_ATTENTION,
+                     "--model_conf", "cross_attention_conf={every: 2, num_heads: 4, ffn_size: 32}")
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args)
+    assert model.cross_attention.layers == [0] and len(model.cross_attention.blocks) == 1
+    batch = make_batch(args)
+    speech_embeds, speech_lengths = model.speech_embeddings(*model.encode(batch["speech"], batch["speech_lengths"]))
+    prefix, mask = model.speech_prefix(speech_embeds, speech_lengths)
+    assert prefix.size(1) == len(model.prompt_ids) + len(model.prompt_suffix_ids) and bool(mask.all())
+    memory = model.speech_memory(speech_embeds, speech_lengths)
+    with torch.no_grad():
+        closed = model.run_llm(prefix, mask, memory=memory).logits
+        plain = load_causal_lm(str(tokens_dir / "llm"), finetune="frozen")(inputs_embeds=prefix,
+                                                                            attention_mask=mask).logits
+    assert torch.equal(closed, plain)
+    loss, _, _ = model(**batch)
+    loss.backward()
+    assert all(p.grad is None for p in model.llm.parameters())
+    assert model.cross_attention.blocks[0].attention_gate.grad.abs() > 0
+    open_gates(model)
+    model.zero_grad()
+    model(**batch)[0].backward()
+    assert model.adapter.parameters().__next__().grad.abs().sum() > 0
+    with torch.no_grad():
+        other = model.speech_memory(speech_embeds.flip(0), speech_lengths.flip(0))
+        assert not torch.allclose(model.run_llm(prefix, mask, memory=memory).logits,
+                                  model.run_llm(prefix, mask, memory=other).logits)
+    summary = {part: trainable for part, trainable, _ in model.trainable_summary()}
+    assert summary["cross_attention"] == sum(p.numel() for p in model.cross_attention.parameters()) > 0
+    assert summary["llm"] == 0
+    assert any(k.startswith("cross_attention.blocks.0.") for k in model.state_dict())
 
 
 def test_beam_search_nbest_is_sorted_and_bounded(tokens_dir):
@@ -232,8 +291,6 @@ def test_checkpoints_leave_out_frozen_pretrained_weights(tokens_dir):
 def test_toy_llm_pretraining_learns_the_transcripts(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from speechllm.models.llm import load_tokenizer
-
     losses = {}
     for steps in (0, 150):
         (tmp_path / f"toy{steps}.yaml").write_text(yaml.safe_dump({**TOY, "pretrain_steps": steps}))
@@ -244,3 +301,113 @@ def test_toy_llm_pretraining_learns_the_transcripts(tmp_path):
         with torch.no_grad():
             losses[steps] = model(input_ids=ids, labels=ids).loss.item()
     assert losses[150] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("conf,message", [
+    ("{heads: 4}", "model_conf.cross_attention_conf: unknown key(s) ['heads']"),
+    ("{layers: [0, 7]}", "must be indices of the LLM's 2 decoder layers (0..1)"),
+    ("{num_heads: 5}", "num_heads: 5 does not divide the LLM's hidden size 64"),
+])
+def test_bad_cross_attention_conf_names_the_key(tokens_dir, conf, message):
+    args = task_args(tokens_dir, "--model_conf", "interface=cross_attention", "--model_conf",
+                     f"cross_attention_conf={conf}")
+    with pytest.raises(ValueError) as error:
+        SpeechLLMTask.build_model(args)
+    assert message in str(error.value)
+
+
+def bpe_units_args(tokens_dir, *extra):
+    return task_args(tokens_dir, "--token_type", "bpe", "--bpemodel", str(tokens_dir / "ctc_bpe.model"),
+                     "--model_conf", "prompt=transcribe", *extra, ctc_token_type="llm")
+
+
+def test_bpe_label_units_rebuild_the_llm_vocabulary(tokens_dir):
+    """--token_type bpe: the LLM's embedding and output layer are rebuilt over the corpus's BPE pieces plus the LLM
+    tokens it still reads (EOS, BOS, the prompt's), each piece's row the mean of the LLM's rows of its spelling; the
+    text round-trips through the label ids; the frozen LLM trains only its new layers; the CTC head over the LLM's
+    label units and the search work on the new ids."""
+    from speechllm.tasks.speech_llm import load_label_tokenizer
+
+    args = bpe_units_args(tokens_dir, "--llm_conf", "finetune=frozen")
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args)
+    units = load_label_tokenizer(args)
+    llm_tokenizer = load_tokenizer(str(tokens_dir / "llm"))
+    prompt = token_ids(llm_tokenizer, "transcribe")
+    assert units.kept_llm_ids == list(dict.fromkeys([llm_tokenizer.eos_token_id, llm_tokenizer.bos_token_id,
+                                                      *prompt]))
+    assert len(units) == 40 + len(units.kept_llm_ids)
+    assert model.llm.get_input_embeddings().weight.shape == (len(units), TOY["hidden_size"])
+    assert model.llm.get_output_embeddings().weight.shape == (len(units), TOY["hidden_size"])
+    original = load_causal_lm(str(tokens_dir / "llm"), finetune="frozen").get_input_embeddings().weight
+    new = model.llm.get_input_embeddings().weight
+    piece = next(i for i, text in enumerate(units.piece_spellings()) if text == " five")
+    assert torch.allclose(new[piece], original[token_ids(llm_tokenizer, " five")].mean(0))
+    assert torch.equal(new[units.eos_token_id], original[llm_tokenizer.eos_token_id])
+    assert model.prompt_ids.tolist() == [units.bos_token_id] + [units.from_llm_id[i] for i in prompt]
+    assert model.eos_id == units.eos_token_id
+    for text in SENTENCES[:6]:
+        ids = token_ids(units, text)
+        assert max(ids) < 40 and units.decode(ids + [units.eos_token_id]) == text
+    batch = make_batch(args)
+    assert int(batch["text"].max()) < 40
+    loss, stats, _ = model(**batch)
+    loss.backward()
+    trained = {name for name, p in model.llm.named_parameters() if p.grad is not None}
+    assert trained == {"model.embed_tokens.weight"}  # tied to the output layer, as the toy LLM's
+    model.eval()
+    hyps = BeamSearch.for_speech_llm(model, DecodingOptions(beam_size=2, ctc_weight=0.3, max_length=5,
+                                                            max_length_ratio=0),
+                                     eos_id=model.eos_id, suppress_ids=units.suppressed_ids())(
+        model.encode_speech(batch["speech"], batch["speech_lengths"]))
+    assert all(all(t < 40 for t in h.token_ids) for nbest in hyps for h in nbest)
+    state = model.state_dict()
+    assert "llm.model.embed_tokens.weight" in state  # the new layer is saved; the frozen LLM's weights are not
+    assert not any(k.endswith("q_proj.weight") for k in state)
+
+
+def test_bpe_label_units_need_their_model(tokens_dir):
+    with pytest.raises(FileNotFoundError, match="--bpemodel: no such file"):
+        SpeechLLMTask.build_model(task_args(tokens_dir, "--token_type", "bpe"))
+    with pytest.raises(ValueError, match="--token_type is llm"):
+        SpeechLLMTask.build_model(task_args(tokens_dir, "--bpemodel", str(tokens_dir / "ctc_bpe.model")))
+
+
+def test_prompt_variants_in_training_and_a_decoding_prompt(tokens_dir):
+    """Training draws each utterance's prompt from model_conf.prompt and prompt_variants; a decoding prompt replaces
+    the model's, and the search's scores equal a full recompute after that prompt."""
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full", "--model_conf", "prompt=one two",
+                     "--model_conf", "prompt_variants=[five, zero six seven]")
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args)
+    drawn = {tuple(ids.tolist()) for ids in model.training_prompts(60)}
+    expected = {tuple(model.prompt_head(token_ids(load_tokenizer(str(tokens_dir / "llm")), text)))
+                for text in ("one two", "five", "zero six seven")}
+    assert drawn == expected
+    batch = make_batch(args)
+    model.train()
+    model(**batch)[0].backward()  # variants of different lengths in one left-padded batch
+    model.eval()
+    variant = token_ids(load_tokenizer(str(tokens_dir / "llm")), "zero six seven")
+    options = DecodingOptions(beam_size=2, nbest=2, max_length=5, max_length_ratio=0, length_penalty=0)
+    speech = model.encode_speech(batch["speech"], batch["speech_lengths"])
+    hyps = BeamSearch.for_speech_llm(model, options, eos_id=model.eos_id, prompt_ids=variant)(speech)
+    with torch.no_grad():
+        head = torch.tensor(model.prompt_head(variant))
+        for i, nbest in enumerate(hyps):
+            n = int(speech.speech_lengths[i])
+            prefix, _ = model.speech_prefix(speech.speech_embeds[i:i + 1, :n], speech.speech_lengths[i:i + 1], [head])
+            for hyp in nbest:
+                assert hyp.logprob == pytest.approx(logprob_by_full_recompute(prefix[0], hyp.token_ids, model),
+                                                    abs=1e-3)
+
+
+def test_a_decoding_prompt_outside_the_rebuilt_vocabulary_is_named(tokens_dir):
+    from speechllm.tasks.speech_llm import load_label_tokenizer
+    from speechllm.text.tokenizers import prompt_label_ids
+
+    units = load_label_tokenizer(bpe_units_args(tokens_dir))  # keeps the tokens of "transcribe" only
+    assert prompt_label_ids(units, "transcribe") == [units.from_llm_id[i] for i in
+                                                     token_ids(units.llm_tokenizer, "transcribe")]
+    with pytest.raises(ValueError, match="decoding option prompt 'zero six'.*not in the model's rebuilt vocabulary"):
+        prompt_label_ids(units, "zero six", "decoding option prompt")

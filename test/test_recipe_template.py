@@ -32,6 +32,8 @@ OWNED_SHELL_FILES = [
     "egs2/TEMPLATE/speechllm1/local/data.sh",
     "egs2/synth_an4/speechllm1/run.sh",
     "egs2/synth_an4/speechllm1/local/combination.sh",
+    "egs2/synth_an4/speechllm1/local/nonspeech.sh",
+    "utils/add_nonspeech.sh",
     "egs2/synth_english/speechllm1/run.sh",
     "egs2/synth_english/speechllm1/local/data.sh",
     "egs2/synth_english/speechllm1/local/whisper_reference.sh",
@@ -160,10 +162,13 @@ def test_demo_help_shows_the_recipe_values():
         (["--skip_stages", "5,7"], "--skip_stages takes stage numbers"),
         (["--stage", "9", "--decode_config", ""], "stage 9 needs --decode_config"),
         (["positional"], "unexpected argument 'positional'"),
-        (["--task", "aed"], "--task takes speechllm or asr, got 'aed'"),
+        (["--task", "aed"], "--task takes speechllm, asr or lm, got 'aed'"),
+        (["--task", "lm", "--dump_frontend", "true"], "--task lm reads transcripts only"),
         (["--task", "asr", "--dump_frontend", "true"], "--task asr trains its frontend with the model"),
         (["--task", "asr", "--ctc_bpe_vocab_size", "50"], "drop --ctc_bpe_vocab_size"),
         (["--task", "asr", "--feats_normalize", "none"], "--feats_normalize takes global_mvn or utterance_mvn"),
+        (["--llm_token_type", "words"], "--llm_token_type takes llm or bpe, got 'words'"),
+        (["--llm_token_type", "bpe", "--am_bpe_vocab_size", "0"], "--llm_token_type bpe needs --am_bpe_vocab_size > 0"),
     ],
 )
 def test_speechllm_rejects_bad_options_before_any_stage(stub_recipe, args, message):
@@ -279,7 +284,8 @@ class StubRecipe:
         self._stub(root / "bin" / "python3", "python3")
         self._stub(root / "bin" / "launcher", "launcher")
         (root / "path.sh").write_text(f'export PATH="{root}/bin:$PATH"\n')
-        (root / "cmd.sh").write_text('train_cmd="launcher"\ndecode_cmd="launcher --mem 2G"\ndata_cmd="launcher"\n')
+        (root / "cmd.sh").write_text('train_cmd="launcher"\ndecode_cmd="launcher --mem 2G"\ndata_cmd="launcher"\n'
+                                     'cuda_cmd="launcher --mem 6G"\n')
         for conf in ("train.yaml", "decode.yaml", "toy_llm.yaml"):
             (root / "conf" / conf).write_text("{}\n")
 
@@ -362,6 +368,32 @@ def test_stages_1_to_5_with_speed_perturbation(stub_recipe):
     assert calls[10] == ["python3", "-m", "speechllm.bin.prepare_tokens", "--text", "dump/train_sp/text",
                          "--output_dir", "data/token_list", "--ctc_bpe_vocab_size", "30",
                          "--toy_llm_config", "conf/toy_llm.yaml", "--toy_llm_dir", "exp/llm_init"]
+
+
+def test_llm_over_the_corpus_bpe_gets_it_from_stage_5(stub_recipe):
+    out = stub_recipe.run("--dry_run", "true", "--stage", "5", "--stop_stage", "8", "--llm_token_type", "bpe",
+                          "--am_bpe_vocab_size", "50").stdout
+    commands = [line for line in out.splitlines() if line.startswith("+ ")]
+    assert any("speechllm.bin.prepare_tokens" in c and "--am_bpe_vocab_size 50" in c for c in commands)
+    training = [c for c in commands if "speechllm.bin.speechllm_train" in c]
+    assert len(training) == 2 and all("--token_type bpe --bpemodel data/token_list/am_bpe.model" in c
+                                      for c in training)
+
+
+def test_task_lm_trains_on_the_transcripts_and_exports(stub_recipe):
+    out = stub_recipe.run("--dry_run", "true", "--stage", "7", "--stop_stage", "11", "--task", "lm",
+                          "--llm", "/models/llm", "--llm_token_type", "bpe").stdout
+    commands = [line for line in out.splitlines() if line.startswith("+ ")]
+    stats = next(c for c in commands if "--collect_stats true" in c)
+    assert "python3 -m speechllm.bin.lm_train" in stats and "wav.scp" not in stats
+    assert "--train_data_path_and_name_and_type dump/train/text,text,text" in stats
+    assert "--token_type bpe --bpemodel data/token_list/am_bpe.model" in stats
+    assert any(c.startswith("+ split_scp dump/train/text 2") for c in commands)
+    training = next(c for c in commands if "speechllm.bin.lm_train" in c and "--resume true" in c)
+    assert "--train_shape_file exp/stats_train/train/text_shape" in training and "speech_shape" not in training
+    assert "--task lm decodes nothing" in out and not any("speechllm_inference" in c for c in commands)
+    assert any(c.startswith("+ python3 -m speechllm.bin.export_lm --train_config exp/train/config.yaml")
+               for c in commands)
 
 
 def test_a_gguf_llm_is_converted_once_in_stage_5_and_its_folder_used_after(stub_recipe):
@@ -486,6 +518,22 @@ def test_decoding_merges_sorted_outputs_and_counts_missing_hypotheses(stub_recip
     assert "# RESULTS stub table" in out
 
 
+def test_gpu_decoding_and_inference_args_reach_the_jobs_and_name_the_decode_dir(stub_recipe):
+    model_dir = trained_stub_model(stub_recipe)
+    stub_recipe.run("--stage", "9", "--stop_stage", "9", "--test_sets", "test")
+    stub_recipe.run("--stage", "9", "--stop_stage", "9", "--test_sets", "test", "--gpu_inference", "true",
+                    "--inference_args", "--beam_size 8 --ctc_weight=0.3")
+    launches = [c for c in stub_recipe.calls() if c[0] == "launcher" and "speechllm.bin.speechllm_inference" in c]
+    assert [c[1:5] for c in launches] == [["--mem", "2G", "--gpu", "0"], ["--mem", "6G", "--gpu", "1"]]
+    inference = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_inference"]]
+    assert [c[c.index("--ngpu") + 1] for c in inference] == ["0", "0", "1", "1"]
+    assert inference[-1][-3:] == ["--beam_size", "8", "--ctc_weight=0.3"]
+    assert (model_dir / "decode_decode_valid.loss.ave" / "test" / "text").is_file()
+    assert (model_dir / "decode_decode_beam_size8_ctc_weight0.3_valid.loss.ave" / "test" / "text").is_file()
+    proc = stub_recipe.run("--stage", "9", "--gpu_inference", "yes", check=False)
+    assert proc.returncode != 0 and "--gpu_inference takes true or false, got 'yes'" in proc.stderr
+
+
 def test_rescoring_is_tuned_on_the_validation_decode_and_scored_beside_each_decode(stub_recipe):
     trained_stub_model(stub_recipe)
     stub_recipe.run("--stage", "9", "--stop_stage", "10", "--rescore_lm", "/models/SmolLM2.gguf",
@@ -577,7 +625,8 @@ def test_demo_run_sh_passes_its_settings(tmp_path):
     # The demo's CTC head uses the LLM's tokens (conf/train.yaml: ctc_token_type llm): no CTC BPE is passed.
     assert f"--config conf/train.yaml --llm_conf name_or_path={tmp_path}/llm_init --use_preprocessor" in out
     assert "--ctc_bpemodel" not in out
-    assert f"+ utils/local.py JOB=1:2 {tmp_path}/train/decode_decode_valid.acc.ave/test/logdir/decode.JOB.log" in out
+    assert f"+ utils/local.py --gpu 0 JOB=1:2 {tmp_path}/train/decode_decode_valid.acc.ave/test/logdir/decode.JOB.log" \
+        in out
     assert not any(tmp_path.iterdir())
 
 

@@ -158,3 +158,42 @@ def test_an_utterance_decodes_alike_alone_and_in_a_padded_batch(model_dir):
         if in_batch[0].token_ids != alone[0].token_ids:  # only a tie may pick another hypothesis
             assert any(h.token_ids == in_batch[0].token_ids and h.logprob == pytest.approx(alone[0].logprob, abs=1e-3)
                        for h in alone)
+
+
+def test_a_model_over_the_corpus_bpe_packs_its_units_and_decodes_them(tokens_dir, tmp_path):  # noqa: F811
+    """--token_type bpe: the packed archive carries the label units' BPE; decoding writes text spelled by its
+    pieces, never the prompt's LLM tokens that the rebuilt vocabulary keeps."""
+    from speechllm import Speech2Text
+
+    bpe = tmp_path / "units.model"
+    bpe.write_bytes((tokens_dir / "ctc_bpe.model").read_bytes())
+    args = SpeechLLMTask.get_parser().parse_args([
+        "--output_dir", str(tmp_path), "--llm_conf", f"name_or_path={tokens_dir / 'llm'}",
+        "--frontend_conf", "n_mels=40", "--speech_adapter_conf", "hidden_size=16", "--model_conf", "prompt=five",
+        "--token_type", "bpe", "--bpemodel", str(bpe)])
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    archive = pack(str(tmp_path / "config.yaml"), str(tmp_path / "model.pth"), str(tmp_path / "packed.zip"))
+    bpe.unlink()  # the archive must not need the original file
+    s2t = Speech2Text.from_pretrained(str(archive), max_length=6, beam_size=2)
+    hyps = s2t.decode(torch.from_numpy(speech()))
+    ids = [i for h in hyps[0] for i in h.token_ids]
+    assert ids and max(ids) < s2t.tokenizer.num_pieces
+    assert isinstance(s2t(speech()), str)
+
+
+def test_a_config_written_before_the_label_unit_options_still_loads(model_dir, tmp_path):
+    """Models trained before --token_type/--bpemodel existed (their config.yaml has neither) decode as before."""
+    from speechllm import Speech2Text
+
+    config = yaml.safe_load((model_dir / "config.yaml").read_text())
+    for key in ("token_type", "bpemodel"):
+        config.pop(key)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    (old / "model.pth").write_bytes((model_dir / "model.pth").read_bytes())
+    assert Speech2Text.from_pretrained(str(old), max_length=6)(speech()) == \
+        Speech2Text.from_pretrained(str(model_dir), max_length=6)(speech())

@@ -57,6 +57,10 @@ fi
 optional_apt_install() {
     apt_install "$@" || echo "$0: note: $* not installed; the tests that need it will be skipped (they say so)" >&2
 }
+# MediaPipe's OpenCV (the av extra, in test) loads the system's libGL.so.1; Debian's libgl1 has it.
+if [[ ,${extras}, == *,av,* || ,${extras}, == *,test,* ]] && ! ldconfig -p 2> /dev/null | grep -q 'libGL\.so\.1'; then
+    optional_apt_install libgl1
+fi
 ${with_sctk} && optional_apt_install sctk
 ${with_slurm} && optional_apt_install slurm-wlm munge
 ${with_real_speech} && apt_install --no-install-recommends alsa-utils klettres-data ktuberling-data

@@ -15,23 +15,21 @@ rescoring tuned on dev are shown beside its name. Writes markdown to stdout (and
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import yaml
 
-from speechllm.scoring.results import parse_result
+from speechllm.scoring.results import job_seconds, parse_result
 
-_ELAPSED = re.compile(r"elapsed time ([0-9.]+) seconds")
 
 
 def log_seconds(log: Path) -> float:
-    found = _ELAPSED.findall(log.read_text(encoding="utf-8", errors="replace"))
-    if not found:
+    seconds = job_seconds(log)
+    if seconds is None:
         raise ValueError(f"{log} has no 'elapsed time' footer: the job did not finish; run it again")
-    return float(found[-1])
+    return seconds
 
 
 def decode_seconds(set_dir: Path) -> float:

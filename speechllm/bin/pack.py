@@ -2,7 +2,7 @@
 """Pack a trained speech LLM into one archive that ``speechllm_inference --packed_model`` accepts.
 
 The archive holds ``config.yaml`` (paths rewritten relative to the archive), ``model.pth``, the LLM folder when the
-LLM is local (a hub name stays a hub name), the CTC BPE model, and ``meta.yaml`` (versions, date, sources).
+LLM is local (a hub name stays a hub name), the CTC and label-unit BPE models, and ``meta.yaml`` (versions, date, sources).
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from typing import Tuple
 
 import yaml
 
-LLM_DIR, CTC_BPE = "llm", "ctc_bpe.model"
+LLM_DIR = "llm"
+# The SentencePiece models a config names, and their names in the archive.
+BPE_MODELS = {"ctc_bpemodel": "ctc_bpe.model", "bpemodel": "bpe.model"}
 
 
 def pack(train_config: str, model_file: str, outpath: str) -> Path:
@@ -37,9 +39,10 @@ def pack(train_config: str, model_file: str, outpath: str) -> Path:
         files = [Path(folder) / gguf_file] if gguf_file else [p for p in Path(folder).iterdir() if p.is_file()]
         members.update({f"{LLM_DIR}/{p.name}": p for p in files})
         config["llm_conf"]["name_or_path"] = f"{LLM_DIR}/{gguf_file}" if gguf_file else LLM_DIR
-    if config.get("ctc_bpemodel"):
-        members[CTC_BPE] = Path(config["ctc_bpemodel"])
-        config["ctc_bpemodel"] = CTC_BPE
+    for key, name in BPE_MODELS.items():
+        if config.get(key):
+            members[name] = Path(config[key])
+            config[key] = name
     missing = [str(p) for p in members.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"pack: cannot read {missing} (referenced by {train_config})")
@@ -68,8 +71,9 @@ def resolve_config(folder: Path, root: Path = None) -> Path:
     llm = config["llm_conf"]["name_or_path"]
     if (folder / llm.split("/")[0]).exists():
         config["llm_conf"]["name_or_path"] = str(root / llm)
-    if config.get("ctc_bpemodel"):
-        config["ctc_bpemodel"] = str(root / config["ctc_bpemodel"])
+    for key in BPE_MODELS:
+        if config.get(key):
+            config[key] = str(root / config[key])
     resolved = folder / "config.resolved.yaml"
     resolved.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return resolved

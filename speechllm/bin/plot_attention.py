@@ -35,6 +35,9 @@ def pick_layers(spec: str, count: int) -> List[int]:
 @torch.no_grad()
 def text_attention(model, speech: torch.Tensor, token_ids: Sequence[int], layers: str = "all"):
     """(attention (text positions x prefix positions), segment lengths (head, speech, suffix), layers used)."""
+    if model.cross_attention is not None:
+        raise ValueError("plot_attention draws the LLM's self-attention over a speech prefix; this model reads the "
+                         "speech through cross-attention blocks (model_conf.interface: cross_attention)")
     model.eval()
     model.llm.set_attn_implementation("eager")  # the fused kernels do not return attention weights
     lengths = torch.tensor([speech.size(0)])
@@ -96,8 +99,8 @@ def main(argv=None) -> int:
     from espnet2.train.dataset import ESPnetDataset
 
     from speechllm.data.datadir import read_kv
-    from speechllm.models.llm import load_tokenizer, token_ids
-    from speechllm.tasks.speech_llm import SpeechLLMTask
+    from speechllm.models.llm import token_ids
+    from speechllm.tasks.speech_llm import SpeechLLMTask, load_label_tokenizer
 
     path, name, kind = args.data_path_and_name_and_type.split(",")
     texts = read_kv(args.text)
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
     if args.model_file:
         model.load_state_dict(torch.load(args.model_file, map_location="cpu", weights_only=True), strict=True)
     speech = torch.as_tensor(ESPnetDataset([(path, name, kind)])[args.utt][1][name]).float()
-    tokenizer = load_tokenizer(train_args.llm_conf["name_or_path"])
+    tokenizer = load_label_tokenizer(train_args)
     ids = list(token_ids(tokenizer, texts[args.utt])) + [tokenizer.eos_token_id]
     attention, segments, layers = text_attention(model, speech, ids, args.layers)
     prefix_ids = model.prompt_ids.tolist()

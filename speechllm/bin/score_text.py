@@ -11,6 +11,8 @@ With --utt2spk the trn ids are ``(speaker-uttid)`` as in ESPnet's asr.sh; withou
 utterance id must itself start with ``speaker-`` (or ``speaker_``).
 Reference utterances without a hypothesis are scored as empty hypotheses (all
 deletions); hypotheses without a reference are left out.  Both are counted and reported.
+Utterances whose reference is empty (non-speech: utils/add_nonspeech.sh) are also counted in
+OUT_DIR/nonspeech.yaml: how many got any output, and the words (or characters) inserted on them.
 """
 from __future__ import annotations
 
@@ -134,6 +136,20 @@ def sum_avg_line(result: bytes) -> str:
     raise RuntimeError("no 'Sum/Avg' line in the scorer output")
 
 
+NONSPEECH_FILE = "nonspeech.yaml"
+
+
+def nonspeech_insertions(ref_entries: list, hyp_entries: list, unit: str) -> dict | None:
+    """On the utterances with an empty (normalised) reference: their number, how many got any output, and the
+    tokens inserted; None when every reference has words."""
+    empty = [hyp for (ref, _), (hyp, _) in zip(ref_entries, hyp_entries) if not ref.strip()]
+    if not empty:
+        return None
+    inserted = [len(h.replace(" ", "")) if unit == "char" else len(h.split()) for h in empty]
+    return {"utterances": len(empty), "with_output": sum(n > 0 for n in inserted), "inserted": sum(inserted),
+            "unit": unit}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
@@ -157,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (args.out_dir / "result.txt").write_bytes(result)
     print(f"{args.unit} {args.scorer} {args.out_dir / 'result.txt'}: {sum_avg_line(result)}")
+    insertions = nonspeech_insertions(ref_entries, hyp_entries, args.unit)
+    (args.out_dir / NONSPEECH_FILE).unlink(missing_ok=True)
+    if insertions:
+        import yaml
+
+        (args.out_dir / NONSPEECH_FILE).write_text(yaml.safe_dump(insertions, sort_keys=False), encoding="utf-8")
+        print(f"non-speech (empty references): {insertions['with_output']} of {insertions['utterances']} got output, "
+              f"{insertions['inserted']} {args.unit}s inserted")
     return 0
 
 

@@ -26,12 +26,17 @@ def first_process(args: argparse.Namespace) -> bool:
     return all(os.environ.get(name, "0") == "0" for name in variables)
 
 
-def main(cmd=None):
-    args = get_parser().parse_args(cmd)
+def run_task(task, cmd=None) -> None:
+    """``task.main`` (an ESPnet AbsTask) with the output dir locked by the process that owns it."""
+    args = task.get_parser().parse_args(cmd)
     owns_dir = args.output_dir is not None and not args.print_config and first_process(args)
     what = "statistics collection" if args.collect_stats else "training"
     with lock_exp_dir(args.output_dir, what, exit_on_busy=True) if owns_dir else contextlib.nullcontext():
-        SpeechLLMTask.main(args=args)
+        task.main(args=args)
+
+
+def main(cmd=None):
+    run_task(SpeechLLMTask, cmd)
 
 
 if __name__ == "__main__":

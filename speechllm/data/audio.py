@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from speechllm.data.datadir import DROP_UTTERANCE
+
 # The wav.scp pipe that applies a speed factor (see speechllm.data.speed); dump recognises it and applies the
 # factor in-process, which avoids starting a Python per utterance.
 SPEED_COMMAND = "python3 -m speechllm.data.speed"
 _SPEED_PIPE = re.compile(r"(?:(?P<inner>.*\|)\s+)?python3 -m speechllm\.data\.speed (?P<factor>\S+) (?P<src>.+?)\s*\|")
 _ARK_ENTRY = re.compile(r"(?P<ark>.+):(?P<offset>[0-9]+)")
-DROP_UTTERANCE = "or drop the utterance (delete its line, then utils/fix_data_dir.sh on the data dir)"
 
 
 class AudioError(Exception):

@@ -1,7 +1,7 @@
 """The Kaldi data-dir contract: reading, checking and writing its files.
 
 A data dir holds `wav.scp`, `text`, `utt2spk`, `spk2utt` and optional `segments`, `utt2num_samples`, `utt2dur`,
-`reco2dur`, ...: one `id value` line each, sorted by id in C byte order (`LC_ALL=C sort`), ids unique. Every tool in
+`reco2dur`, `video.scp`, `roi.scp`, ...: one `id value` line each, sorted by id in C byte order (`LC_ALL=C sort`), ids unique. Every tool in
 speechllm.data reads and writes them through this module, so the rules live in one place. No torch, no numpy here:
 other packages import it cheaply (`from speechllm.data.datadir import read_kv, write_kv`).
 """
@@ -17,14 +17,18 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 # Files keyed by utterance id. `wav.scp` joins them when there is no `segments` file.
 UTT_FILES = ("text", "utt2spk", "segments", "utt2num_samples", "utt2dur", "utt2uniq", "utt2lang", "utt2category",
-             "feats.scp", "utt2num_frames")
+             "feats.scp", "utt2num_frames", "roi.scp")
 # Files keyed by speaker id; `spk2utt` is always regenerated from `utt2spk`.
 SPK_FILES = ("spk2utt", "spk2gender")
 # Files keyed by recording id. `wav.scp` joins them when there is a `segments` file.
 RECO_FILES = ("reco2dur", "reco2file_and_channel")
-KNOWN_FILES = ("wav.scp",) + UTT_FILES + SPK_FILES + RECO_FILES
+# Keyed as wav.scp is: the video of each recording (utterance without segments), e.g. LRS3's mp4 clips.
+MEDIA_FILES = ("wav.scp", "video.scp")
+KNOWN_FILES = MEDIA_FILES + UTT_FILES + SPK_FILES + RECO_FILES
 
 FIX_DATA_DIR = "utils/fix_data_dir.sh"
+# The fix of a media file (audio, video) that cannot be read.
+DROP_UTTERANCE = "or drop the utterance (delete its line, then utils/fix_data_dir.sh on the data dir)"
 
 
 def c_order(key: str) -> bytes:
@@ -34,7 +38,7 @@ def c_order(key: str) -> bytes:
 
 def file_level(name: str, has_segments: bool) -> str | None:
     """'utt', 'spk' or 'reco': what the ids of data-dir file `name` are; None for files we do not know."""
-    if name == "wav.scp":
+    if name in MEDIA_FILES:
         return "reco" if has_segments else "utt"
     if name in UTT_FILES:
         return "utt"
@@ -183,6 +187,8 @@ LINE_RULES: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "spk2gender": ("<speaker-id> m|f", _exactly(1)),
     "reco2file_and_channel": ("<recording-id> <file> <channel>", _exactly(2)),
     "feats.scp": ("<utt-id> <ark:offset>", _nonempty),
+    "video.scp": ("<id> <video file>", _exactly(1)),
+    "roi.scp": ("<utt-id> <lip-ROI .npy file>", _exactly(1)),
 }
 
 

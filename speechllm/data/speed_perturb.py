@@ -23,7 +23,8 @@ from speechllm.data.datadir import DataDir, DataDirError, Problem, format_second
 from speechllm.data.validate import require_valid
 
 PROG = "utils/perturb_data_dir_speed.sh"
-UNPERTURBED_ONLY = ("feats.scp", "utt2num_frames")  # describe the original audio; cannot be carried over
+# Describe the unperturbed audio, or video the speed pipe does not change: cannot be carried over.
+UNPERTURBED_ONLY = ("feats.scp", "utt2num_frames", "video.scp", "roi.scp")
 
 
 def perturbed_value(name: str, value: str, prefix: str, factor: Fraction, factor_text: str) -> str:

@@ -1,17 +1,24 @@
 """utils/validate_data_dir.sh: check a Kaldi data dir and report every problem with file, line and fix.
 
-    utils/validate_data_dir.sh [--no-text] [--no-spk-sort] [--allow-empty-text] data/x
+    utils/validate_data_dir.sh [--no-text] [--no-spk-sort] [--allow-empty-text] [--no-media-check]
+                               [--av-tolerance 0.2] [--fs 16000] data/x
+
+`video.scp` (keyed as wav.scp is) and `roi.scp` (utterances) are checked as the other files (ids, order, sets) and
+their files must exist. The tool also opens them (other tools' require_valid does not; --no-media-check skips it):
+each video must be at 25 fps and each video or lip-ROI array as long as its audio (reco2dur, utt2dur, segments or
+utt2num_samples at --fs) within --av-tolerance seconds; a lip-ROI array must be uint8 frames x 96 x 96.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from speechllm.data.cli import run_tool
 from speechllm.data.datadir import (
     FIX_DATA_DIR, KNOWN_FILES, DataDirError, Entry, Problem, c_order, duplicate_problems, file_level,
-    format_problems, order_problems, read_entries, sclite_unsafe, spk2utt_from_utt2spk)
+    format_problems, format_seconds, order_problems, parse_float, read_entries, sclite_unsafe, spk2utt_from_utt2spk)
 
 PROG = "utils/validate_data_dir.sh"
 
@@ -19,11 +26,13 @@ PROG = "utils/validate_data_dir.sh"
 class Checker:
     """Collects problems of one data dir; each check method looks at one rule."""
 
-    def __init__(self, path: Path, no_text: bool, no_spk_sort: bool, allow_empty_text: bool):
+    def __init__(self, path: Path, no_text: bool, no_spk_sort: bool, allow_empty_text: bool,
+                 media: "MediaCheck | None" = None):
         self.path = path
         self.no_text = no_text
         self.no_spk_sort = no_spk_sort
         self.allow_empty_text = allow_empty_text
+        self.media = media
         self.problems: list[Problem] = []
         self.entries: dict[str, list[Entry]] = {}  # well-formed lines of each file present
 
@@ -49,6 +58,9 @@ class Checker:
         self.check_utterance_sets()
         self.check_speakers()
         self.check_segments()
+        self.check_video_files()
+        if self.media is not None and ("video.scp" in self.entries or "roi.scp" in self.entries):
+            self.check_media()
         return self.problems
 
     def check_required_files(self) -> None:
@@ -205,10 +217,102 @@ class Checker:
                                  f"remove the line, or run {self.fix_dir()}", "unknown recording")
 
 
+    # -- video.scp and roi.scp ------------------------------------------------------------------------------------
+
+    def check_video_files(self) -> None:
+        """video.scp covers wav.scp's ids (other direction: check_utterance_sets / check_segments); both lists'
+        files exist."""
+        if "video.scp" in self.entries and "wav.scp" in self.entries:
+            videos = self.first_lines("video.scp")
+            what = "recording" if "segments" in self.entries else "utterance"
+            for key, entry in self.first_lines("wav.scp").items():
+                if key not in videos:
+                    self.add("wav.scp", entry.line, f"{what} '{key}' has no line in video.scp",
+                             f"add its video to video.scp, or drop its utterance(s) with {self.fix_dir()}",
+                             "missing from video.scp")
+        for name, what in (("video.scp", "video file"), ("roi.scp", "lip-ROI file")):
+            for entry in self.entries.get(name, []):
+                if not Path(entry.value).is_file():
+                    fix = (f"correct the path, or drop the utterance with {self.fix_dir()}" if name == "video.scp"
+                           else "rerun utils/extract_lip_roi.sh, or correct the path")
+                    self.add(name, entry.line, f"{what} '{entry.value}' of '{entry.key}' does not exist", fix,
+                             "missing file")
+
+    def audio_seconds(self) -> tuple[dict[str, float], dict[str, float], str, str]:
+        """Audio durations keyed as video.scp is and by utterance, and the files they come from."""
+        assert self.media is not None
+
+        def seconds(name: str) -> dict[str, float]:
+            found = {key: parse_float(e.value) for key, e in self.first_lines(name).items()}
+            return {key: value for key, value in found.items() if value is not None}
+
+        if "segments" in self.entries:
+            lengths = {}
+            for key, entry in self.first_lines("segments").items():
+                _, start, end = entry.value.split()
+                lengths[key] = float(end) - float(start)
+            return seconds("reco2dur"), lengths, "reco2dur", "segments"
+        if "utt2dur" in self.entries:
+            durations = seconds("utt2dur")
+            return durations, durations, "utt2dur", "utt2dur"
+        durations = {key: int(e.value) / self.media.fs for key, e in self.first_lines("utt2num_samples").items()}
+        source = f"utt2num_samples at {self.media.fs} Hz"
+        return durations, durations, source, source
+
+    def check_media(self) -> None:
+        from speechllm.data.video import ROI_FPS, VideoError, check_roi, probe_video
+        assert self.media is not None
+        tolerance = self.media.av_tolerance
+        by_key, by_utt, key_source, utt_source = self.audio_seconds()
+        kind = "recording" if "segments" in self.entries else "utterance"
+        for entry in self.entries.get("video.scp", []):
+            if not Path(entry.value).is_file():
+                continue  # reported as missing
+            try:
+                info = probe_video(entry.value)
+            except VideoError as error:
+                self.add("video.scp", entry.line, f"{kind} '{entry.key}': {error.message}", error.fix, "bad video")
+                continue
+            if abs(info.fps - ROI_FPS) > 0.01:
+                self.add("video.scp", entry.line, f"{kind} '{entry.key}': video '{entry.value}' has {info.fps:g} "
+                         f"frames per second, not {ROI_FPS}", "convert it (ffmpeg -i IN -r 25 OUT.mp4), or extract "
+                         "its lip ROIs with utils/extract_lip_roi.sh --resample_video true (nearest frame in time)",
+                         "frame rate")
+            self.compare_lengths("video.scp", entry, info.duration, by_key.get(entry.key), key_source, tolerance)
+        for entry in self.entries.get("roi.scp", []):
+            if not Path(entry.value).is_file():
+                continue
+            try:
+                frames = check_roi(entry.value)
+            except VideoError as error:
+                self.add("roi.scp", entry.line, f"utterance '{entry.key}': {error.message}", error.fix, "bad lip ROI")
+                continue
+            self.compare_lengths("roi.scp", entry, frames / ROI_FPS, by_utt.get(entry.key), utt_source, tolerance)
+
+    def compare_lengths(self, name: str, entry: Entry, video: float, audio: float | None, source: str,
+                        tolerance: float) -> None:
+        if audio is None or abs(video - audio) <= tolerance:
+            return
+        self.add(name, entry.line, f"'{entry.key}': the video lasts {format_seconds(round(video, 3))} s but the "
+                 f"audio {format_seconds(round(audio, 3))} s ({source}), more than the tolerance of "
+                 f"{format_seconds(tolerance)} s apart", "check that the video and audio are of the same recording "
+                 f"(and segment), or drop the utterance with {self.fix_dir()}; --av-tolerance sets the tolerance",
+                 "audio and video lengths")
+
+
+@dataclass(frozen=True)
+class MediaCheck:
+    """Open videos and lip-ROI arrays: frame rate, and length against the audio within `av_tolerance` seconds
+    (utt2num_samples read at `fs`)."""
+    av_tolerance: float = 0.2
+    fs: int = 16000
+
+
 def validate_data_dir(path: str | Path, no_text: bool = False, no_spk_sort: bool = False,
-                      allow_empty_text: bool = False) -> list[Problem]:
-    """All problems of data dir `path` (errors and warnings), in file order."""
-    return Checker(Path(path), no_text, no_spk_sort, allow_empty_text).run()
+                      allow_empty_text: bool = False, media: MediaCheck | None = None) -> list[Problem]:
+    """All problems of data dir `path` (errors and warnings), in file order; `media` opens the videos and lip-ROI
+    arrays too."""
+    return Checker(Path(path), no_text, no_spk_sort, allow_empty_text, media).run()
 
 
 def require_valid(path: str | Path) -> None:
@@ -230,11 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-spk-sort", action="store_true",
                         help="do not require utt2spk to be sorted by speaker as well as by utterance")
     parser.add_argument("--allow-empty-text", action="store_true", help="empty transcripts are not errors")
+    parser.add_argument("--no-media-check", action="store_true",
+                        help="do not open the files of video.scp and roi.scp (frame rate, length against the audio)")
+    parser.add_argument("--av-tolerance", type=float, default=0.2,
+                        help="seconds by which a video or lip-ROI array may differ from its audio (default 0.2)")
+    parser.add_argument("--fs", type=int, default=16000,
+                        help="sample rate of utt2num_samples, for audio durations without utt2dur (default 16000)")
     parser.add_argument("data_dir")
     args = parser.parse_args(argv)
+    media = None if args.no_media_check else MediaCheck(args.av_tolerance, args.fs)
 
     def body() -> int:
-        problems = validate_data_dir(args.data_dir, args.no_text, args.no_spk_sort, args.allow_empty_text)
+        problems = validate_data_dir(args.data_dir, args.no_text, args.no_spk_sort, args.allow_empty_text, media)
         for line in format_problems(problems):
             print(line, file=sys.stderr)
         errors = sum(p.severity == "error" for p in problems)

@@ -23,6 +23,8 @@ class DecodingOptions:
     lm_fusion_interval: int = 0  # delayed fusion at every word boundary (0), or every N-th label (the words completed
     #                              since the last fusion point scored together)
     length_bonus: float = 0.0  # score += length_bonus per emitted token (ESPnet's length_bonus)
+    prompt: str = ""  # a prompt read before the speech instead of the model's training prompt (model_conf.prompt);
+    #                   empty: the training prompt
     end_rule: str = "k_ended"  # k_ended: stop once beam_size hypotheses ended; espnet: ended hypotheses keep their
     #                           beam slots and the search runs to the length limit or an empty beam (ESPnet's rule)
 

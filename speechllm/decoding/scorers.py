@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from transformers import DynamicCache
@@ -70,19 +70,27 @@ class SpeechLLMScorer(Scorer):
     """The speech LLM reading ``[BOS, prompt, speech, suffix]`` then the hypothesis, one KV cache for all beams.
 
     The prefix is left-padded so that every beam's next token sits at the same position; all beams of an utterance
-    share the prefix's computation (the cache is expanded after it)."""
+    share the prefix's computation (the cache is expanded after it). With the cross-attention interface, the speech
+    memory (and its keys and values, projected at the first call) is expanded likewise and read at every step."""
 
-    def __init__(self, model, vocab: str):
+    def __init__(self, model, vocab: str, prompt_ids: Optional[Sequence[int]] = None):
         self.model = model
         self.vocab = vocab
+        self.prompt_ids = prompt_ids  # a decoding prompt instead of the model's (None: the model's)
 
     def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
         model = self.model
-        prefix, mask = model.speech_prefix(speech.speech_embeds, speech.speech_lengths)
+        prompts = None
+        if self.prompt_ids is not None:
+            head = torch.tensor(model.prompt_head(self.prompt_ids), dtype=torch.long, device=speech.encoded.device)
+            prompts = [head] * speech.batch_size
+        prefix, mask = model.speech_prefix(speech.speech_embeds, speech.speech_lengths, prompts)
         model.check_context(mask, torch.zeros_like(speech.speech_lengths))
         self.prefix_lengths = mask.sum(-1)
         self.cache = DynamicCache()
-        logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1).logits[:, -1]
+        memory = model.speech_memory(speech.speech_embeds, speech.speech_lengths)
+        logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1, memory=memory).logits[:, -1]
+        self.memory = memory.repeat_interleave(beams_per_utterance) if memory is not None else None
         self.cache.batch_repeat_interleave(beams_per_utterance)
         self.logits = logits.repeat_interleave(beams_per_utterance, dim=0)
         self.mask = mask.repeat_interleave(beams_per_utterance, dim=0)
@@ -94,18 +102,20 @@ class SpeechLLMScorer(Scorer):
         self.cache.reorder_cache(rows)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.size(0), 1)], dim=1)
         embeds = self.model.embed_tokens(new_tokens[:, None])
-        self.logits = self.model.run_llm(embeds, self.mask, past_key_values=self.cache,
-                                         logits_to_keep=1).logits[:, -1]
+        self.logits = self.model.run_llm(embeds, self.mask, past_key_values=self.cache, logits_to_keep=1,
+                                         memory=self.memory).logits[:, -1]
 
 
 class CausalLMScorer(Scorer):
     """An external causal LM (any transformers model over the same tokenizer) for shallow fusion, KV-cached: it
-    reads ``[BOS] + hypothesis`` and scores every next token."""
+    reads ``[BOS] + hypothesis`` and scores every next token. ``lm_ids`` (search label -> LM id) serves an LM whose
+    units are the search's under other ids (an LM over an acoustic model's BPE: speechllm.models.espnet_am)."""
 
-    def __init__(self, lm: torch.nn.Module, bos_id: int, vocab: str):
+    def __init__(self, lm: torch.nn.Module, bos_id: int, vocab: str, lm_ids: Optional[Sequence[int]] = None):
         self.lm = lm.eval()
         self.bos_id = bos_id
         self.vocab = vocab
+        self.lm_ids = None if lm_ids is None else torch.tensor(list(lm_ids), dtype=torch.long)
 
     def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
         beams = speech.batch_size * beams_per_utterance
@@ -113,14 +123,17 @@ class CausalLMScorer(Scorer):
         self.cache = DynamicCache()
         ids = torch.full((beams, 1), self.bos_id, dtype=torch.long, device=device)
         self.logits = self.lm(input_ids=ids, past_key_values=self.cache, use_cache=True).logits[:, -1]
+        if self.lm_ids is not None:
+            self.lm_ids = self.lm_ids.to(device)
 
     def scores(self) -> torch.Tensor:
-        return torch.log_softmax(self.logits.float(), dim=-1)
+        logprobs = torch.log_softmax(self.logits.float(), dim=-1)
+        return logprobs if self.lm_ids is None else logprobs[:, self.lm_ids]
 
     def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
         self.cache.reorder_cache(rows)
-        self.logits = self.lm(input_ids=new_tokens[:, None], past_key_values=self.cache,
-                              use_cache=True).logits[:, -1]
+        tokens = new_tokens if self.lm_ids is None else self.lm_ids[new_tokens]
+        self.logits = self.lm(input_ids=tokens[:, None], past_key_values=self.cache, use_cache=True).logits[:, -1]
 
 
 class LengthBonus(Scorer):

@@ -132,9 +132,10 @@ class BeamSearch:
     @classmethod
     def for_speech_llm(cls, model, options: DecodingOptions, eos_id: int, suppress_ids: Sequence[int] = (),
                        vocab: str = "llm", lm: Optional[torch.nn.Module] = None, lm_vocab: Optional[str] = None,
-                       bos_id: Optional[int] = None) -> "BeamSearch":
+                       bos_id: Optional[int] = None, prompt_ids: Optional[Sequence[int]] = None) -> "BeamSearch":
         """The speech LLM (weight 1 - ctc_weight), its CTC head (ctc_weight), an external LM (lm_weight) and a
-        length bonus, as ``options`` asks. ``vocab`` tags the speech LLM's tokenizer (scorers.vocab_tag)."""
+        length bonus, as ``options`` asks. ``vocab`` tags the speech LLM's tokenizer (scorers.vocab_tag);
+        ``prompt_ids``: a decoding prompt instead of the model's (decoding option prompt)."""
         if options.ctc_weight > 0 and not model.ctc_shares_llm_vocab:
             raise ValueError(
                 f"decoding option ctc_weight={options.ctc_weight} needs a CTC head over the LLM's tokens: train "
@@ -144,7 +145,7 @@ class BeamSearch:
             raise ValueError("decoding option lm_fusion: delayed fuses an LM of another vocabulary with an acoustic "
                              "model's subword search; the speech LLM fuses an LM over its own tokenizer label by "
                              "label (lm_fusion: label)")
-        scorers: Dict[str, Scorer] = {LLM: SpeechLLMScorer(model, vocab)}
+        scorers: Dict[str, Scorer] = {LLM: SpeechLLMScorer(model, vocab, prompt_ids)}
         weights = {LLM: 1.0 - options.ctc_weight}
         if options.ctc_weight > 0:
             scorers["ctc"], weights["ctc"] = CTCScorer(model.ctc_log_probs, vocab, id_offset=1), options.ctc_weight
@@ -164,10 +165,15 @@ class BeamSearch:
                 lm_vocab: Optional[str] = None) -> "BeamSearch":
         """An AED + CTC acoustic model (speechllm.models.espnet_am.ESPnetAM): its decoder (weight 1 - ctc_weight)
         and CTC head (ctc_weight), as ESPnet's joint CTC/attention decoding; an external LM (lm_weight) label by
-        label over the AM's own units (lm_fusion: label) or at word boundaries with the LM's own tokenizer
+        label over the AM's own units (lm_fusion: label; an LM trained on the AM's BPE, speechllm.bin.lm_train
+        --token_type bpe) or at word boundaries with the LM's own tokenizer
         (lm_fusion: delayed); a length bonus."""
         from speechllm.decoding.delayed_fusion import DelayedLMScorer
+        from speechllm.models.espnet_am import lm_ids_of_am_labels
 
+        if options.prompt:
+            raise ValueError("decoding option prompt is read by a speech LLM; an acoustic model reads no prompt: "
+                             "remove it")
         vocab, eos_id = am.vocab, am.eos_id
         scorers: Dict[str, Scorer] = {DECODER: AEDDecoderScorer(am.decoder, am.sos_id, vocab)}
         weights = {DECODER: 1.0 - options.ctc_weight}
@@ -179,8 +185,10 @@ class BeamSearch:
             if options.lm_fusion == "delayed":
                 scorers["lm"] = DelayedLMScorer(lm, lm_tokenizer, am.token_list, vocab, special=am.special_ids,
                                                 interval=options.lm_fusion_interval)
-            else:
-                scorers["lm"] = CausalLMScorer(lm, am.sos_id, lm_vocab or "")
+            else:  # an LM over the AM's own BPE (its ids mapped), or refused below as other units
+                lm_ids = lm_ids_of_am_labels(am.token_list, lm_tokenizer)
+                scorers["lm"] = (CausalLMScorer(lm, lm_tokenizer.bos_token_id, vocab, lm_ids) if lm_ids else
+                                 CausalLMScorer(lm, am.sos_id, lm_vocab or ""))
             weights["lm"] = options.lm_weight
         if options.length_bonus:
             scorers["length_bonus"] = LengthBonus(len(am.token_list), eos_id, vocab)

@@ -63,6 +63,21 @@ class ESPnetTokenList:
         return self.tokenizer.tokens2text(self.convert_ids_to_tokens([i for i in ids if i not in special]))
 
 
+def lm_ids_of_am_labels(token_list: Sequence[str], lm_tokenizer) -> Optional[List[int]]:
+    """For an LM whose label units are the AM's BPE (trained by speechllm.bin.lm_train with --token_type bpe on the
+    same SentencePiece model, and exported): the LM id of each AM label, the AM's ``<blank>`` (never proposed) as
+    the LM's ``<unk>`` piece and ``<sos/eos>`` as the LM's EOS. None for an LM of other units."""
+    from speechllm.text.tokenizers import BPELabelUnits
+
+    if not isinstance(lm_tokenizer, BPELabelUnits) or list(token_list[:1]) + list(token_list[-1:]) != [
+            "<blank>", "<sos/eos>"]:
+        return None
+    pieces = [lm_tokenizer.sp.id_to_piece(i) for i in range(lm_tokenizer.num_pieces)]
+    if list(token_list[1:-1]) != pieces:
+        return None
+    return [lm_tokenizer.sp.unk_id()] + list(range(lm_tokenizer.num_pieces)) + [lm_tokenizer.eos_token_id]
+
+
 class ESPnetAM:
     """An ESPnet ``ESPnetASRModel`` seen by the search: the encoder output as ``SpeechInput``, the CTC head's
     log-posteriors, the decoder, and the label ids."""

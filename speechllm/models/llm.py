@@ -80,11 +80,24 @@ def check_is_causal_lm(folder: str) -> None:
                          "speech encoder's folder?")
 
 
+LABEL_UNITS_FILE = "label_units.yaml"  # in an LLM folder whose label units are a corpus BPE (bin/export_lm.py)
+
+
 def load_tokenizer(name_or_path: str):
-    """The LLM's own tokenizer (also the one inside a GGUF file), with a pad id guaranteed."""
+    """The LLM's own tokenizer (also the one inside a GGUF file), with a pad id guaranteed; for a folder exported
+    with its own label units (``label_units.yaml``: a corpus BPE), those units."""
     from transformers import AutoTokenizer
 
     _check_reachable(name_or_path)
+    units_file = Path(name_or_path) / LABEL_UNITS_FILE
+    if units_file.is_file():
+        import yaml
+
+        from speechllm.text.tokenizers import BPELabelUnits
+
+        units = yaml.safe_load(units_file.read_text(encoding="utf-8"))
+        return BPELabelUnits(str(Path(name_or_path) / units["bpemodel"]),
+                             load_tokenizer(str(Path(name_or_path) / units["llm_tokenizer"])), units["kept_llm_ids"])
     folder, gguf_file = split_gguf_path(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     with naming_damaged_files(name_or_path, "llm_conf.name_or_path"):
@@ -192,3 +205,33 @@ def trainable_parameter_count(module: torch.nn.Module) -> int:
 def token_ids(tokenizer, text: str) -> Sequence[int]:
     """Ids of ``text`` without the special tokens the tokenizer may add (speechllm adds BOS/EOS itself)."""
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def rebuild_vocabulary(llm: torch.nn.Module, llm_tokenizer, units) -> None:
+    """Give ``llm`` the label units ``units`` (speechllm.text.tokenizers.BPELabelUnits): a new input embedding and
+    output layer (tied again if the LLM ties them), a piece's row initialised from the mean of the LLM's rows of the
+    tokens that spell it, a kept LLM token's row copied. The new layers train whatever ``finetune`` froze."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm  # under peft's wrapper
+    old_input = base.get_input_embeddings().weight.detach()
+    old_output_layer = base.get_output_embeddings()
+    tied = old_output_layer is None or old_output_layer.weight is base.get_input_embeddings().weight
+    old_output = old_input if tied else old_output_layer.weight.detach()
+    spellings = [token_ids(llm_tokenizer, text) if text else [] for text in units.piece_spellings()]
+    spellings += [[i] for i in units.kept_llm_ids]
+
+    def rows(old: torch.Tensor) -> torch.Tensor:
+        mean = old.mean(0)
+        return torch.stack([old[ids].mean(0) if ids else mean for ids in spellings])
+
+    embedding = torch.nn.Embedding(len(spellings), old_input.size(1), dtype=old_input.dtype,
+                                   device=old_input.device)
+    embedding.weight.data.copy_(rows(old_input))
+    base.set_input_embeddings(embedding)
+    output = torch.nn.Linear(old_input.size(1), len(spellings), bias=False, dtype=old_input.dtype,
+                             device=old_input.device)
+    if tied:
+        output.weight = embedding.weight
+    else:
+        output.weight.data.copy_(rows(old_output))
+    base.set_output_embeddings(output)
+    base.config.vocab_size = len(spellings)

@@ -1,7 +1,9 @@
 """The speech LLM: speech encoder -> adapter -> decoder-only LLM, with an optional CTC head on the encoder.
 
 The LLM reads ``[BOS, prompt, speech embeddings, prompt_suffix, text, EOS]`` as input embeddings and is trained to
-predict the text and EOS only. The prefix (everything before the text) is *left*-padded so that in a batch every
+predict the text and EOS only. With the cross-attention interface (``models/cross_attention.py``) the speech
+embeddings are read by gated cross-attention blocks in the LLM's layers instead, and the prefix is only
+``[BOS, prompt, prompt_suffix]``. The prefix (everything before the text) is *left*-padded so that in a batch every
 text starts at the same position: training then asks the LLM for logits on the text region alone (cheap with a
 150k vocabulary), and decoding appends tokens to all utterances in lock-step with one KV cache.
 """
@@ -19,16 +21,17 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from speechllm.models.cross_attention import LLMCrossAttention, SpeechMemory
 from speechllm.models.ctc_compress import ctc_compress as compress_by_ctc
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.matching import matching_loss
-from speechllm.models.llm import trainable_parameter_count
+from speechllm.models.pretrained_parts import LeavesOutFrozenPretrained
 from speechllm.text.tokenizers import CTC_BLANK_ID
 
 IGNORE_ID = -1  # padding value of integer sequences in ESPnet's collate function
 
 
-class SpeechLLM(AbsESPnetModel):
+class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
     def __init__(
         self,
         frontend: Optional[AbsFrontend],
@@ -41,6 +44,7 @@ class SpeechLLM(AbsESPnetModel):
         eos_id: int,
         prompt_ids: Sequence[int] = (),
         prompt_suffix_ids: Sequence[int] = (),
+        prompt_variant_ids: Sequence[Sequence[int]] = (),
         ctc: Optional[CTC] = None,
         ctc_weight: float = 0.0,
         ctc_shares_llm_vocab: bool = False,
@@ -48,6 +52,7 @@ class SpeechLLM(AbsESPnetModel):
         ctc_compress: bool = False,
         length_normalized_loss: bool = False,
         matching_weight: float = 0.0,
+        cross_attention: Optional[LLMCrossAttention] = None,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight < 1.0:
@@ -76,6 +81,9 @@ class SpeechLLM(AbsESPnetModel):
         self.length_normalized_loss = length_normalized_loss
         self.matching_weight = matching_weight
         self.eos_id = eos_id
+        self.cross_attention = cross_attention  # None: the speech embeddings are the LLM's prefix
+        if cross_attention is not None:
+            cross_attention.attach(llm)
         # Speech embeddings enter the LLM at the scale of its own token embeddings: layer-normalised, then times a
         # learned scale that starts at the embeddings' RMS. Unscaled, the adapter's outputs grow to 100x the token
         # embeddings, and a pre-norm LLM then cannot change the speech positions' residual stream.
@@ -83,7 +91,8 @@ class SpeechLLM(AbsESPnetModel):
         hidden_size = llm.get_input_embeddings().weight.size(1)
         self.speech_norm = torch.nn.LayerNorm(hidden_size, elementwise_affine=False)
         self.speech_scale = torch.nn.Parameter(torch.tensor(float(embedding_rms)))
-        prefix_head = ([bos_id] if bos_id is not None else []) + list(prompt_ids)
+        self.bos_id = bos_id
+        prefix_head = self.prompt_head(prompt_ids)
         # RoPE LLMs run past max_position_embeddings but read garbage there: the context is a hard limit here.
         self.max_positions = getattr(llm.config, "max_position_embeddings", None)
         prompt_length = len(prefix_head) + len(prompt_suffix_ids)
@@ -92,6 +101,11 @@ class SpeechLLM(AbsESPnetModel):
                              f"the LLM's context of {self.max_positions} positions, leaving too little for speech and "
                              "text: shorten them")
         self.register_buffer("prompt_ids", torch.tensor(prefix_head, dtype=torch.long), persistent=False)
+        # Instruction variants: in training each utterance reads the prompt or one of them, drawn uniformly.
+        self.num_prompt_variants = len(prompt_variant_ids)
+        for i, ids in enumerate(prompt_variant_ids):
+            self.register_buffer(f"prompt_variant_{i}", torch.tensor(self.prompt_head(ids), dtype=torch.long),
+                                 persistent=False)
         self.register_buffer("prompt_suffix_ids", torch.tensor(list(prompt_suffix_ids), dtype=torch.long),
                              persistent=False)
 
@@ -143,23 +157,44 @@ class SpeechLLM(AbsESPnetModel):
         speech_embeds = self.speech_norm(speech_embeds) * self.speech_scale
         return speech_embeds.to(self.llm.get_input_embeddings().weight.dtype), speech_lengths
 
+    def prompt_head(self, prompt_ids: Sequence[int]) -> List[int]:
+        """``[BOS] + prompt_ids``: what the LLM reads before the speech."""
+        return ([self.bos_id] if self.bos_id is not None else []) + [int(i) for i in prompt_ids]
+
+    def training_prompts(self, batch: int) -> Optional[List[torch.Tensor]]:
+        """Each utterance's ``[BOS, prompt]`` ids, drawn from the prompt and its variants; None without variants."""
+        if not self.num_prompt_variants:
+            return None
+        choices = [self.prompt_ids] + [getattr(self, f"prompt_variant_{i}") for i in range(self.num_prompt_variants)]
+        return [choices[int(i)] for i in torch.randint(len(choices), (batch,))]
+
     def speech_prefix(
-        self, speech_embeds: torch.Tensor, speech_lengths: torch.Tensor
+        self, speech_embeds: torch.Tensor, speech_lengths: torch.Tensor,
+        prompts: Optional[Sequence[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``[BOS, prompt, speech, suffix]`` embeddings ``(B, P, D)`` and their mask ``(B, P)``."""
+        """Left-padded ``[BOS, prompt, speech, suffix]`` embeddings ``(B, P, D)`` and their mask ``(B, P)`` (with
+        cross-attention ``[BOS, prompt, suffix]``). ``prompts``: each utterance's ``[BOS, prompt]`` ids instead of
+        the model's (instruction variants in training; a decoding prompt)."""
+        heads = [self.embed_tokens(ids) for ids in prompts] if prompts is not None else None
         head = self.embed_tokens(self.prompt_ids)
         tail = self.embed_tokens(self.prompt_suffix_ids)
         batch = speech_embeds.size(0)
-        total = head.size(0) + speech_lengths + tail.size(0)
-        width = int(total.max())
+        rows = []
+        for i in range(batch):
+            n = 0 if self.cross_attention is not None else int(speech_lengths[i])  # cross-attention reads it
+            speech = speech_embeds[i, :n]
+            rows.append(torch.cat([head if heads is None else heads[i], speech, tail], dim=0))
+        width = max(row.size(0) for row in rows)
         prefix = speech_embeds.new_zeros(batch, width, head.size(-1))
         mask = torch.zeros(batch, width, dtype=torch.long, device=speech_embeds.device)
-        for i in range(batch):
-            n = int(speech_lengths[i])
-            row = torch.cat([head, speech_embeds[i, :n], tail], dim=0)
+        for i, row in enumerate(rows):
             prefix[i, width - row.size(0):] = row
             mask[i, width - row.size(0):] = 1
         return prefix, mask
+
+    def speech_memory(self, speech_embeds: torch.Tensor, speech_lengths: torch.Tensor) -> Optional[SpeechMemory]:
+        """What the cross-attention blocks read (None with the prefix interface)."""
+        return None if self.cross_attention is None else SpeechMemory(speech_embeds, speech_lengths)
 
     def encode_speech(self, speech: torch.Tensor, lengths: torch.Tensor):
         """Everything the search's scorers read of a batch, computed once (speechllm.decoding.scorers.SpeechInput)."""
@@ -188,19 +223,30 @@ class SpeechLLM(AbsESPnetModel):
         """Positions counted over real tokens only, so left padding does not shift them."""
         return (mask.cumsum(-1) - 1).clamp(min=0)
 
-    def run_llm(self, inputs_embeds, attention_mask, past_key_values=None, logits_to_keep: int = 0, position_ids=None):
+    def run_llm(self, inputs_embeds, attention_mask, past_key_values=None, logits_to_keep: int = 0, position_ids=None,
+                memory: Optional[SpeechMemory] = None):
+        """The LLM over ``inputs_embeds``; ``memory`` is the speech that the cross-attention interface reads (one row
+        per input row)."""
         if position_ids is None:
             position_ids = self.position_ids(attention_mask)
             if past_key_values is not None:
                 position_ids = position_ids[:, -inputs_embeds.size(1):]
-        return self.llm(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=past_key_values is not None,
-            logits_to_keep=logits_to_keep,
-        )
+        if self.cross_attention is not None:
+            if memory is None or memory.embeds.size(0) != inputs_embeds.size(0):
+                raise ValueError("the cross-attention interface needs the speech memory of every input row")
+            self.cross_attention.memory = memory
+        try:
+            return self.llm(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=past_key_values is not None,
+                logits_to_keep=logits_to_keep,
+            )
+        finally:
+            if self.cross_attention is not None:
+                self.cross_attention.memory = None
 
     def targets_with_eos(self, text: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
         """``(B, T+1)`` of text ids followed by EOS, padded with IGNORE_ID."""
@@ -222,7 +268,8 @@ class SpeechLLM(AbsESPnetModel):
                 f"{int(text_lengths[i]) + 1} of text and EOS), more than the LLM's context of {self.max_positions}: "
                 "leave out long utterances (run.sh --max_duration) or downsample more (speech_adapter_conf.downsample)")
 
-    def llm_loss(self, prefix, prefix_mask, text, text_lengths) -> Tuple[torch.Tensor, torch.Tensor]:
+    def llm_loss(self, prefix, prefix_mask, text, text_lengths,
+                 memory: Optional[SpeechMemory] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         self.check_context(prefix_mask, text_lengths)
         targets = self.targets_with_eos(text, text_lengths)
         target_mask = targets != IGNORE_ID
@@ -231,7 +278,7 @@ class SpeechLLM(AbsESPnetModel):
         inputs_embeds = torch.cat([prefix, self.embed_tokens(inputs)], dim=1)
         attention_mask = torch.cat([prefix_mask, target_mask[:, :-1].long()], dim=1)
         # Logits of the last prefix position and every text position predict targets[:, 0..T].
-        logits = self.run_llm(inputs_embeds, attention_mask, logits_to_keep=targets.size(1)).logits
+        logits = self.run_llm(inputs_embeds, attention_mask, logits_to_keep=targets.size(1), memory=memory).logits
         logits = logits.float()
         loss = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)),
@@ -262,8 +309,10 @@ class SpeechLLM(AbsESPnetModel):
         batch = speech.size(0)
         encoded, encoded_lengths = self.encode(speech, speech_lengths)
         speech_embeds, speech_embeds_lengths = self.speech_embeddings(encoded, encoded_lengths)
-        prefix, prefix_mask = self.speech_prefix(speech_embeds, speech_embeds_lengths)
-        loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths)
+        prompts = self.training_prompts(batch) if self.training else None
+        prefix, prefix_mask = self.speech_prefix(speech_embeds, speech_embeds_lengths, prompts)
+        loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths,
+                                           memory=self.speech_memory(speech_embeds, speech_embeds_lengths))
         stats = {"loss_llm": loss_llm.detach(), "acc": accuracy.detach()}
         loss = loss_llm
         if self.ctc is not None and self.ctc_weight > 0:
@@ -288,35 +337,5 @@ class SpeechLLM(AbsESPnetModel):
         feats, feats_lengths = self.extract_feats(speech, speech_lengths)
         return {"feats": feats, "feats_lengths": feats_lengths}
 
-    # ---- checkpoints ------------------------------------------------------------------------------------------
-    # Frozen weights of the pretrained parts (LLM, pretrained speech frontend) are rebuilt from their source by
-    # build_model, so checkpoints leave them out: a LoRA-tuned 7B LLM then costs megabytes per epoch, not 14 GB.
+    # ---- checkpoints: frozen LLM and frontend weights are left out (models/pretrained_parts.py) ------------------
     PRETRAINED_PARTS = ("llm.", "frontend.")
-
-    def frozen_pretrained_keys(self, prefix: str = "") -> List[str]:
-        return [prefix + name for name, p in self.named_parameters(remove_duplicate=False)  # tied weights too
-                if not p.requires_grad and name.startswith(self.PRETRAINED_PARTS)]
-
-    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in self.frozen_pretrained_keys(prefix):
-            state.pop(key, None)
-        return state
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        if strict:
-            rebuilt = set(self.frozen_pretrained_keys())
-            missing = [k for k in result.missing_keys if k not in rebuilt]
-            if missing or result.unexpected_keys:
-                raise RuntimeError(
-                    f"checkpoint does not match the model built from its config: missing {missing[:5]} "
-                    f"({len(missing)}), unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)}); "
-                    "was it trained with another config (encoder, adapter, LoRA settings)?"
-                )
-        return result
-
-    def trainable_summary(self) -> List[Tuple[str, int, int]]:
-        """(part, trainable, total) parameter counts for the log: what is frozen is visible at a glance."""
-        return [(name, trainable_parameter_count(child), sum(p.numel() for p in child.parameters()))
-                for name, child in self.named_children()]

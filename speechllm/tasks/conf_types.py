@@ -1,4 +1,5 @@
-"""The type a config value must have, judged from its default (used by ``check_conf_keys`` of the task).
+"""The one key-checking helper of every ``*_conf`` option (``check_conf_keys``), and the type a config value must
+have, judged from its default.
 
 A default of ``None`` accepts anything (the key has no fixed type); ``True``/``False`` want a bool; an int wants an
 int; a float wants a number (an int is fine, a bool is not); a str wants a str; a dict or a list wants one (or
@@ -48,3 +49,16 @@ def type_problem(key: str, value: Any, default: Any) -> Optional[str]:
         return None
     return (f"{key}: expected {_NAMES[kind]} ({kind.__name__}, e.g. {default!r}), got {value!r} "
             f"({type(value).__name__})")
+
+
+def check_conf_keys(option: str, conf: dict, defaults: dict) -> dict:
+    """``{**defaults, **conf}``; an unknown key, or a value whose type differs from its default's, is an error."""
+    if not isinstance(conf, dict):
+        raise ValueError(f"{option}: expected a mapping of {sorted(defaults)}, got {conf!r}")
+    unknown = sorted(set(conf) - set(defaults))
+    if unknown:
+        raise ValueError(f"{option}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
+    wrong = [p for p in (type_problem(k, v, defaults[k]) for k, v in conf.items()) if p]
+    if wrong:
+        raise ValueError(f"{option}.{wrong[0]}" + "".join(f"; {option}.{p}" for p in wrong[1:]))
+    return {**defaults, **conf}

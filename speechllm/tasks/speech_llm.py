@@ -14,6 +14,7 @@ A YAML config selects and configures each part, ESPnet style::
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import logging
 from pathlib import Path
@@ -34,25 +35,24 @@ from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.layers.utterance_mvn import UtteranceMVN
-from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import float_or_none, str2bool, str_or_none
+from espnet2.utils.types import float_or_none, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
 from speechllm.models.adapters import ADAPTERS, AbsAdapter
+from speechllm.models.cross_attention import LLMCrossAttention, decoder_layers
 from speechllm.models.fbank_frontend import FbankFrontend
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
-from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
+from speechllm.models.llm import load_causal_lm, load_tokenizer, rebuild_vocabulary
 from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
-from speechllm.tasks.conf_types import type_problem
-from speechllm.tasks.safe_args import safe_dict_options
-from speechllm.text.tokenizers import (CTC_TOKEN_TYPES, LLMVocabCTCTokenizer, SpeechLLMPreprocessor,
-                                       make_ctc_tokenizer)
-from speechllm.train.trainer import SpeechLLMTrainer
+from speechllm.tasks.conf_types import check_conf_keys
+from speechllm.tasks.llm_task import DEFAULT_LLM_CONF, PretrainedLLMTask
+from speechllm.text.tokenizers import (CTC_TOKEN_TYPES, BPELabelUnits, LLMVocabCTCTokenizer, SpeechLLMPreprocessor,
+                                       label_tokenizer, make_ctc_tokenizer, prompt_label_ids)
 
 ensure_s3prl_importable()
 
@@ -82,8 +82,6 @@ encoder_choices = ClassChoices(
 )
 adapter_choices = ClassChoices("speech_adapter", classes=ADAPTERS, type_check=AbsAdapter, default="conv1d_mlp")
 
-DEFAULT_LLM_CONF = dict(name_or_path=None, finetune="lora", lora_conf={}, dtype="float32",
-                        gradient_checkpointing=False)
 DEFAULT_MODEL_CONF = dict(
     ctc_weight=0.0,              # weight of the CTC head's loss (needs a CTC vocabulary); the LLM's: 1 - ctc_weight
     ctc_head="encoder",          # encoder: a linear CTC layer on the encoder output (ESPnet's CTC, ctc_conf);
@@ -97,6 +95,13 @@ DEFAULT_MODEL_CONF = dict(
     length_normalized_loss=False,  # false (ESPnet's default): losses summed over each utterance's tokens
     prompt="Transcribe the audio.",  # text before the speech embeddings (after BOS)
     prompt_suffix="",            # text after the speech embeddings
+    prompt_variants=[],          # instruction variants: in training each utterance reads prompt or one of these,
+                                 # drawn uniformly (decoding reads prompt, or the decoding option prompt)
+    interface="prefix",          # how the LLM reads the speech: prefix (embeddings between prompt and suffix) or
+                                 # cross_attention (gated cross-attention blocks before its decoder layers; the
+                                 # prefix holds the prompt only; models/cross_attention.py)
+    cross_attention_conf={},     # interface cross_attention: every (a block before every N-th layer, 1), layers
+                                 # (explicit layer indices instead), num_heads (8), ffn_size (0: no gated FFN)
     # false (as in ESPnet's ASR configs) lets the statistics stage skip building the model and running the
     # frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
     extract_feats_in_collect_stats=True,
@@ -104,6 +109,23 @@ DEFAULT_MODEL_CONF = dict(
 
 
 CTC_HEADS = ("encoder", "llm_embeddings")
+INTERFACES = ("prefix", "cross_attention")
+
+
+def prompts(args: argparse.Namespace) -> List[str]:
+    model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
+    return [model_conf["prompt"], model_conf["prompt_suffix"], *model_conf["prompt_variants"]]
+
+
+def load_label_tokenizer(args: argparse.Namespace):
+    """The speech LLM's label units (speechllm.text.tokenizers.label_tokenizer) from its training args."""
+    llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+    return label_tokenizer(*label_units(args), load_tokenizer(llm_conf["name_or_path"]), prompts(args))
+
+
+def label_units(args: argparse.Namespace) -> Tuple[str, Optional[str]]:
+    """``--token_type`` and ``--bpemodel``; configs written before the options existed have neither: the LLM's."""
+    return getattr(args, "token_type", "llm"), getattr(args, "bpemodel", None)
 
 
 def ctc_token_type(args: argparse.Namespace) -> str:
@@ -159,19 +181,6 @@ def build_part(option: str, cls: type, conf: Optional[dict], **given):
     return cls(**given, **conf)
 
 
-def check_conf_keys(option: str, conf: dict, defaults: dict) -> dict:
-    """``{**defaults, **conf}``; an unknown key, or a value whose type differs from its default's, is an error."""
-    if not isinstance(conf, dict):
-        raise ValueError(f"{option}: expected a mapping of {sorted(defaults)}, got {conf!r}")
-    unknown = sorted(set(conf) - set(defaults))
-    if unknown:
-        raise ValueError(f"{option}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
-    wrong = [p for p in (type_problem(k, v, defaults[k]) for k, v in conf.items()) if p]
-    if wrong:
-        raise ValueError(f"{option}.{wrong[0]}" + "".join(f"; {option}.{p}" for p in wrong[1:]))
-    return {**defaults, **conf}
-
-
 def freeze_parameters(model: torch.nn.Module, prefixes: List[str]) -> None:
     """ESPnet's ``--freeze_param``, applied in build_model too: ESPnet applies it only when training starts, so
     without this, decoding (build_model_from_file) would rebuild e.g. ``frontend.upstream`` as trainable and expect
@@ -187,23 +196,13 @@ def freeze_parameters(model: torch.nn.Module, prefixes: List[str]) -> None:
             p.requires_grad = False
 
 
-class SpeechLLMTask(AbsTask):
-    num_optimizers: int = 1
+class SpeechLLMTask(PretrainedLLMTask):
     class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices, adapter_choices]
-    trainer = SpeechLLMTrainer  # ESPnet's, with weights_only loading and atomic checkpoint writes
-
-    @classmethod
-    def get_parser(cls):
-        return safe_dict_options(super().get_parser())  # --x_conf values through yaml.safe_load, never eval()
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         group = parser.add_argument_group(description="Task related")
-        group.add_argument("--llm_conf", action=NestedDictAction, default=dict(DEFAULT_LLM_CONF),
-                           help="The LLM: name_or_path (folder, .gguf file or hub name), finetune "
-                                "(frozen|lora|full), lora_conf (r, alpha, dropout, target_modules), dtype")
-        group.add_argument("--model_conf", action=NestedDictAction, default=dict(DEFAULT_MODEL_CONF),
-                           help=f"SpeechLLM options: {', '.join(DEFAULT_MODEL_CONF)}")
+        cls.add_llm_arguments(group, DEFAULT_MODEL_CONF, "SpeechLLM")
         group.add_argument("--ctc_conf", action=NestedDictAction, default=get_default_kwargs(CTC),
                            help="The keyword arguments of ESPnet's CTC class")
         group.add_argument("--ctc_bpemodel", type=str_or_none, default=None,
@@ -216,8 +215,6 @@ class SpeechLLMTask(AbsTask):
                            help="The CTC head's vocabulary: bpe (--ctc_bpemodel) or llm (the LLM's own tokens, "
                                 "which joint CTC/LLM decoding needs)")
         group = parser.add_argument_group(description="Preprocess related")
-        group.add_argument("--use_preprocessor", type=str2bool, default=True,
-                           help="Tokenize the text on the fly (needed for training and statistics)")
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -237,8 +234,7 @@ class SpeechLLMTask(AbsTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         if not args.use_preprocessor:
             return None
-        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
-        return SpeechLLMPreprocessor(train=train, llm_name_or_path=llm_conf["name_or_path"],
+        return SpeechLLMPreprocessor(train=train, load_label_tokenizer=functools.partial(load_label_tokenizer, args),
                                      ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args),
                                      speech_is_features=speech_is_features(args))
 
@@ -258,7 +254,13 @@ class SpeechLLMTask(AbsTask):
             raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
                              "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
         # Everything cheap is checked before the LLM (possibly GBs) is loaded.
-        tokenizer = load_tokenizer(llm_conf["name_or_path"])
+        if model_conf["interface"] not in INTERFACES:
+            raise ValueError(f"model_conf.interface: '{model_conf['interface']}' is not one of {list(INTERFACES)}")
+        if model_conf["cross_attention_conf"] and model_conf["interface"] != "cross_attention":
+            raise ValueError("model_conf.cross_attention_conf applies to interface cross_attention only; remove it "
+                             "or set model_conf.interface: cross_attention")
+        llm_tokenizer = load_tokenizer(llm_conf["name_or_path"])
+        tokenizer = label_tokenizer(*label_units(args), llm_tokenizer, prompts(args))
         ctc_tokenizer = make_ctc_tokenizer(ctc_token_type(args), args.ctc_bpemodel, tokenizer)
         if model_conf["ctc_weight"] > 0 and ctc_tokenizer is None:
             raise ValueError("model_conf.ctc_weight > 0 needs a CTC vocabulary: --ctc_bpemodel (stage 5 of the "
@@ -283,9 +285,16 @@ class SpeechLLMTask(AbsTask):
         llm = load_causal_lm(llm_conf["name_or_path"], finetune=llm_conf["finetune"],
                              lora_conf=llm_conf["lora_conf"], dtype=llm_conf["dtype"],
                              gradient_checkpointing=llm_conf["gradient_checkpointing"])
+        if isinstance(tokenizer, BPELabelUnits):
+            rebuild_vocabulary(llm, llm_tokenizer, tokenizer)
         adapter = build_part("speech_adapter", adapter_choices.get_class(args.speech_adapter), args.speech_adapter_conf,
                              input_size=encoder_size, output_size=llm.config.hidden_size)
         ctc = None
+        cross_attention = None
+        if model_conf["interface"] == "cross_attention":
+            cross_attention = build_part("model_conf.cross_attention", LLMCrossAttention,
+                                         model_conf["cross_attention_conf"], llm_hidden_size=llm.config.hidden_size,
+                                         llm_num_layers=len(decoder_layers(llm)))
         if model_conf["ctc_head"] not in CTC_HEADS:
             raise ValueError(f"model_conf.ctc_head: '{model_conf['ctc_head']}' is not one of {list(CTC_HEADS)}")
         if model_conf["ctc_blank_token"] and model_conf["ctc_head"] != "llm_embeddings":
@@ -295,6 +304,9 @@ class SpeechLLMTask(AbsTask):
                 raise ValueError("model_conf.ctc_head llm_embeddings scores the LLM's own tokens: set "
                                  "ctc_token_type: llm (and no --ctc_bpemodel)")
             blank_token = model_conf["ctc_blank_token"]
+            if blank_token and isinstance(tokenizer, BPELabelUnits):
+                raise ValueError("model_conf.ctc_blank_token names an LLM token, but --token_type bpe rebuilt the "
+                                 "LLM's vocabulary: remove it (a learned blank vector is used)")
             blank_token_id = tokenizer.convert_tokens_to_ids(blank_token) if blank_token else None
             if blank_token and blank_token_id in (None, tokenizer.unk_token_id):
                 raise ValueError(f"model_conf.ctc_blank_token: '{blank_token}' is not a token of the LLM's tokenizer "
@@ -303,15 +315,18 @@ class SpeechLLMTask(AbsTask):
         elif ctc_tokenizer is not None:
             ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
                              encoder_output_size=encoder_size)
+
         model = SpeechLLM(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
             bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
-            prompt_ids=token_ids(tokenizer, model_conf["prompt"]) if model_conf["prompt"] else (),
-            prompt_suffix_ids=token_ids(tokenizer, model_conf["prompt_suffix"]) if model_conf["prompt_suffix"] else (),
+            prompt_ids=prompt_label_ids(tokenizer, model_conf["prompt"]),
+            prompt_suffix_ids=prompt_label_ids(tokenizer, model_conf["prompt_suffix"], "model_conf.prompt_suffix"),
+            prompt_variant_ids=[prompt_label_ids(tokenizer, p, "model_conf.prompt_variants")
+                                for p in model_conf["prompt_variants"]],
             ctc=ctc, ctc_weight=model_conf["ctc_weight"], ctc_compress=model_conf["ctc_compress"],
             ctc_shares_llm_vocab=isinstance(ctc_tokenizer, LLMVocabCTCTokenizer),
             matching_weight=model_conf["matching_weight"], lsm_weight=model_conf["lsm_weight"],
-            length_normalized_loss=model_conf["length_normalized_loss"],
+            length_normalized_loss=model_conf["length_normalized_loss"], cross_attention=cross_attention,
         )
         freeze_parameters(model, getattr(args, "freeze_param", None) or [])
         for part, trainable, total in model.trainable_summary():

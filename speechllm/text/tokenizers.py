@@ -1,15 +1,16 @@
-"""Text to ids for the two heads: the LLM's own tokenizer, and a SentencePiece BPE for the CTC head.
+"""Text to ids for the two heads: the LLM's label units (its own tokenizer, or the corpus's SentencePiece BPE with
+the LLM's embeddings rebuilt for it: ``--token_type bpe``), and a SentencePiece BPE for the CTC head.
 
 CTC ids are SentencePiece ids shifted by one: id 0 is the CTC blank (ESPnet's convention).
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from speechllm.models.llm import load_tokenizer, token_ids
+from speechllm.models.llm import token_ids
 
 CTC_BLANK_ID = 0
 
@@ -59,6 +60,55 @@ class LLMVocabCTCTokenizer:
 
 
 CTC_TOKEN_TYPES = ("bpe", "llm")
+TOKEN_TYPES = ("llm", "bpe")  # the LLM's label units (--token_type)
+
+
+class BPELabelUnits:
+    """The corpus's SentencePiece BPE as the LLM's label units (``--token_type bpe``): ids ``0..N-1`` are its pieces,
+    then the LLM tokens the model still reads or writes (``kept_llm_ids``: EOS, BOS, the prompt's tokens), whose
+    rows the rebuilt vocabulary copies from the LLM (speechllm.models.llm.rebuild_vocabulary). Offers the part of a
+    transformers tokenizer that the toolkit calls."""
+
+    pad_token_id = None
+
+    def __init__(self, bpemodel: str, llm_tokenizer, kept_llm_ids: Sequence[int]):
+        import sentencepiece
+
+        if not bpemodel or not os.path.isfile(bpemodel):
+            raise FileNotFoundError(f"--bpemodel: no such file '{bpemodel}'; --token_type bpe needs the corpus's "
+                                    "SentencePiece BPE (stage 5 of the recipe writes it with --llm_token_type bpe)")
+        self.bpemodel = bpemodel
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=bpemodel)
+        self.num_pieces = self.sp.get_piece_size()
+        self.llm_tokenizer = llm_tokenizer
+        self.kept_llm_ids = [i for i in dict.fromkeys(kept_llm_ids) if i is not None]
+        self.from_llm_id = {old: self.num_pieces + n for n, old in enumerate(self.kept_llm_ids)}
+        self.eos_token_id = self.from_llm_id[llm_tokenizer.eos_token_id]
+        self.bos_token_id = self.from_llm_id.get(llm_tokenizer.bos_token_id)
+
+    def __len__(self) -> int:
+        return self.num_pieces + len(self.kept_llm_ids)
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> Dict[str, List[int]]:
+        return {"input_ids": self.sp.encode(text)}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) < self.num_pieces])
+
+    def convert_ids_to_tokens(self, ids) -> List[str]:
+        return [self.sp.id_to_piece(int(i)) if int(i) < self.num_pieces
+                else self.llm_tokenizer.convert_ids_to_tokens(self.kept_llm_ids[int(i) - self.num_pieces])
+                for i in ids]
+
+    def piece_spellings(self) -> List[Optional[str]]:
+        """Each piece as text (the word-start mark as a space), for the LLM's tokenizer to spell; None for
+        ``<unk>`` and control pieces, which spell nothing."""
+        return [None if self.sp.is_unknown(i) or self.sp.is_control(i) else self.sp.id_to_piece(i).replace("\u2581", " ")
+                for i in range(self.num_pieces)]
+
+    def suppressed_ids(self) -> List[int]:
+        """What the search never emits: the kept LLM tokens other than EOS (BOS, the prompt's)."""
+        return [i for i in self.from_llm_id.values() if i != self.eos_token_id]
 
 
 def make_ctc_tokenizer(token_type: str, bpemodel: Optional[str], llm_tokenizer):
@@ -74,14 +124,46 @@ def make_ctc_tokenizer(token_type: str, bpemodel: Optional[str], llm_tokenizer):
     return CTCTokenizer(bpemodel) if bpemodel else None
 
 
-class SpeechLLMPreprocessor:
-    """Turns the ``text`` string into LLM ids (``text``) and, with a CTC BPE model, CTC ids (``text_ctc``)."""
+def prompt_label_ids(tokenizer, text: str, where: str = "model_conf.prompt") -> List[int]:
+    """A prompt's ids as the LLM reads them: its tokenizer's, or with ``BPELabelUnits`` the kept LLM tokens' label
+    ids (a prompt of tokens that the rebuilt vocabulary does not keep is an error naming ``where``)."""
+    if not isinstance(tokenizer, BPELabelUnits):
+        return list(token_ids(tokenizer, text)) if text else []
+    ids = list(token_ids(tokenizer.llm_tokenizer, text)) if text else []
+    unknown = [i for i in ids if i not in tokenizer.from_llm_id]
+    if unknown:
+        raise ValueError(f"{where} '{text}': the LLM tokens {tokenizer.llm_tokenizer.convert_ids_to_tokens(unknown)} "
+                         "are not in the model's rebuilt vocabulary (--token_type bpe keeps only the training "
+                         "prompts' tokens): use words of the training prompts (model_conf.prompt, prompt_variants)")
+    return [tokenizer.from_llm_id[i] for i in ids]
 
-    def __init__(self, train: bool, llm_name_or_path: str, ctc_bpemodel: Optional[str] = None,
+
+def label_tokenizer(token_type: str, bpemodel: Optional[str], llm_tokenizer, prompts: Sequence[str] = ()):
+    """The LLM's label units: its own tokenizer (``token_type`` llm), or the corpus's BPE (bpe) keeping the LLM
+    tokens the model reads or writes besides the text: EOS, BOS and the ``prompts``' tokens. ``token_type`` and
+    ``bpemodel`` are the training options ``--token_type`` and ``--bpemodel``."""
+    if token_type not in TOKEN_TYPES:
+        raise ValueError(f"--token_type {token_type}: must be one of {list(TOKEN_TYPES)}")
+    if token_type == "llm":
+        if bpemodel:
+            raise ValueError(f"--bpemodel {bpemodel} is given but --token_type is llm (the LLM's own tokenizer): "
+                             "drop it, or set --token_type bpe")
+        return llm_tokenizer
+    kept = [llm_tokenizer.eos_token_id, llm_tokenizer.bos_token_id]
+    for prompt in prompts:
+        kept += list(token_ids(llm_tokenizer, prompt)) if prompt else []
+    return BPELabelUnits(bpemodel, llm_tokenizer, kept)
+
+
+class SpeechLLMPreprocessor:
+    """Turns the ``text`` string into the LLM's label ids (``text``) and, with a CTC vocabulary, CTC ids
+    (``text_ctc``). ``load_label_tokenizer()`` gives the LLM's label units (its tokenizer or ``BPELabelUnits``)."""
+
+    def __init__(self, train: bool, load_label_tokenizer: Callable[[], object], ctc_bpemodel: Optional[str] = None,
                  text_name: str = "text", ctc_token_type: str = "bpe", speech_is_features: bool = False):
         self.train = train
         self.speech_is_features = speech_is_features  # (frames, dims) from a frozen frontend's dump
-        self.llm_name_or_path = llm_name_or_path
+        self.load_label_tokenizer = load_label_tokenizer
         self.ctc_bpemodel = ctc_bpemodel
         self.ctc_token_type = ctc_token_type
         self.text_name = text_name
@@ -92,7 +174,7 @@ class SpeechLLMPreprocessor:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.llm_name_or_path)
+            self._tokenizer = self.load_label_tokenizer()
         return self._tokenizer
 
     @property

@@ -37,6 +37,8 @@ if [ "${cmd_backend}" = local ]; then
     export train_cmd="utils/local.py"
     # Used for "*_recog.py"
     export decode_cmd="utils/local.py"
+    # Decoding on GPUs (run.sh --gpu_inference true): each running task gets its own CUDA_VISIBLE_DEVICES
+    export cuda_cmd="utils/local.py"
     # Used for data preparation, feature extraction, statistics collection and scoring
     export data_cmd="utils/local.py"
 
@@ -47,6 +49,8 @@ elif [ "${cmd_backend}" = slurm ]; then
     export train_cmd="utils/slurm.py --config conf/slurm.conf"
     # Decoding: a job array, one task per split
     export decode_cmd="utils/slurm.py --config conf/slurm.conf --mem 8G"
+    # Decoding on GPUs (run.sh --gpu_inference true): --gpu 1 becomes --gres=gpu:1 through conf/slurm.conf
+    export cuda_cmd="utils/slurm.py --config conf/slurm.conf --mem 16G"
     # Data preparation and scoring: short CPU tasks
     export data_cmd="utils/slurm.py --config conf/slurm.conf"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # speechllm.sh: the stages every speechllm recipe shares, from Kaldi data dirs to a scored, packed speech LLM.
 # With --task asr the same stages train and decode a conventional AED + CTC acoustic model through ESPnet's own
-# ASRTask instead (the combination paradigm's first pass; its decode configs may fuse an LLM).
+# ASRTask instead (the combination paradigm's first pass; its decode configs may fuse an LLM), and with --task lm
+# they fine-tune a pretrained LLM on the transcripts (the combination paradigm's LM; stage 11 exports it).
 # A corpus's run.sh sets its data sets and configs and calls `./speechllm.sh --train_set ... "$@"`.
 # `./speechllm.sh --help` lists the stages and the options (generated from the blocks below).
 set -euo pipefail
@@ -18,7 +19,8 @@ ngpu=0                       # GPUs for training (0: CPU).
 train_threads=2              # CPU threads of the training job (OMP_NUM_THREADS; path.sh defaults jobs to 1).
 expdir=exp                   # Where models, statistics and decoding results go.
 task=speechllm               # speechllm: a speech LLM (speechllm.bin.speechllm_train); asr: an AED + CTC acoustic
-                             # model through ESPnet's ASRTask (espnet2.bin.asr_train) over a BPE of --am_bpe_vocab_size.
+                             # model through ESPnet's ASRTask (espnet2.bin.asr_train) over a BPE of --am_bpe_vocab_size;
+                             # lm: the LLM fine-tuned on the transcripts (speechllm.bin.lm_train; no stages 9-10).
 dumpdir=dump                 # Where the dumped audio data dirs go.
 # Data
 local_data_opts=             # Options of local/data.sh (stage 1), e.g. "--seed 1".
@@ -35,7 +37,10 @@ max_duration=20              # Longer training/validation utterances are removed
 # Tokens and LLM
 token_dir=data/token_list    # Token models (CTC BPE) and tokenizer reports.
 ctc_bpe_vocab_size=0         # Vocabulary size of the CTC head's SentencePiece BPE (0: none, or CTC on the LLM's tokens).
-am_bpe_vocab_size=100        # (--task asr) Vocabulary size of the acoustic model's SentencePiece BPE.
+am_bpe_vocab_size=100        # Vocabulary size of the corpus's SentencePiece BPE (am_bpe.model, stage 5): the units of
+                             # the acoustic model (--task asr) and of the LLM with --llm_token_type bpe.
+llm_token_type=llm           # The speech LLM's label units: llm (its own tokenizer) or bpe (the corpus's BPE, shared
+                             # with the AM; the LLM's embedding and output layer rebuilt for it).
 feats_normalize=global_mvn   # (--task asr) ESPnet's feature normalisation: global_mvn (statistics of stage 7) or
                              # utterance_mvn; as ESPnet's asr.sh, it overrides the train config's.
 llm=                         # Pretrained LLM: folder, .gguf file or hub name (empty: the train config's).
@@ -54,12 +59,15 @@ stats_dir=                   # Statistics dir (empty: ${expdir}/stats_${model_ta
 decode_config=               # Decoding config (YAML).
 inference_model=valid.loss.ave.pth  # Model file (in the model dir) to decode with and to pack; none: the untrained model.
 inference_batch_size=1       # Utterances per decoding batch.
+inference_args=              # Extra options of the decoding jobs (speechllm.bin.speechllm_inference), e.g.
+                             # "--beam_size 8 --ctc_weight 0.3"; they override the decode config and name the decode dir.
+gpu_inference=false          # true: decode on GPUs, one per job (\${cuda_cmd} --gpu 1; cmd.sh), else on CPUs.
 max_segment_seconds=0        # Longer recordings: cut at pauses, decoded in segments, joined (0: the longest training utterance).
 rescore_lm=                  # Causal LM (folder, .gguf or hub name) rescoring stage 9's n-best lists (decode config
                              # nbest > 1), its weight and word bonus tuned on --valid_set's decode (empty: none).
 rescore_opts=                # Extra options of speechllm.bin.rescore_nbest, e.g. "--lm_weights 0,0.5,1".
 scorer=builtin               # builtin (speechllm.scoring) or sclite (NIST SCTK's binary).
-score_normalize=none         # Text normalisation before scoring: none, basic or whisper_en.
+score_normalize=none         # Text normalisation before scoring: none, basic, whisper_en or open_asr_leaderboard.
 # END OPTIONS
 
 # The stages: number|title|function|options it needs. Run in this order; --help lists them from here.
@@ -74,7 +82,7 @@ STAGES=(
     "8|Training|train_model|train_set valid_set train_config"
     "9|Decoding|decode|test_sets decode_config model_tag"
     "10|Scoring|score|test_sets decode_config model_tag"
-    "11|Packing the model|pack_model|model_tag"
+    "11|Packing the model (--task lm: exporting the LM as a transformers folder)|pack_model|model_tag"
 )
 
 list_stages() {
@@ -178,7 +186,9 @@ split_scp() {
 # speech_scp SET: what the model reads of SET: its audio (wav.scp), or with --dump_frontend true the frozen
 # frontend's outputs (feats.scp, stage 6); ${speech_type} is the matching ESPnet data type.
 speech_scp() {
-    if ${dump_frontend}; then
+    if [[ ${task} == lm ]]; then  # an LM reads the transcripts only
+        echo "${dumpdir}/$1/text"
+    elif ${dump_frontend}; then
         echo "${dumpdir}/frontend/$1/feats.scp"
     else
         echo "${dumpdir}/$1/wav.scp"
@@ -197,21 +207,31 @@ set_training_args() {
         if [[ ${feats_normalize} == global_mvn ]]; then
             normalize_args+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
         fi
-    elif [[ -n ${llm} ]]; then
-        [[ -z ${gguf_llm} ]] || ${dry_run} || need_file "${llm}/config.json" "run stage 5 first (it converts ${gguf_llm})"
-        model_args+=(--llm_conf "name_or_path=${llm}")
+    else
+        if [[ -n ${llm} ]]; then
+            [[ -z ${gguf_llm} ]] || ${dry_run} ||
+                need_file "${llm}/config.json" "run stage 5 first (it converts ${gguf_llm})"
+            model_args+=(--llm_conf "name_or_path=${llm}")
+        fi
+        if [[ ${llm_token_type} == bpe ]]; then
+            ${dry_run} || need_file "${token_dir}/am_bpe.model" "run stage 5 first (with --llm_token_type bpe)"
+            model_args+=(--token_type bpe --bpemodel "${token_dir}/am_bpe.model")
+        fi
     fi
     # The option decides, not a leftover file: a CTC head over the LLM's tokens (ctc_token_type: llm) takes no BPE.
     if (( ctc_bpe_vocab_size > 0 )); then
         ${dry_run} || need_file "${token_dir}/ctc_bpe.model" "run stage 5 first"
         model_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
     fi
-    data_args=(
-        --train_data_path_and_name_and_type "$(speech_scp "${train_set}"),speech,${speech_type}"
-        --train_data_path_and_name_and_type "${dumpdir}/${train_set}/text,text,text"
-        --valid_data_path_and_name_and_type "$(speech_scp "${valid_set}"),speech,${speech_type}"
-        --valid_data_path_and_name_and_type "${dumpdir}/${valid_set}/text,text,text"
-    )
+    local set split
+    data_args=()
+    for split in train valid; do
+        set=${train_set}
+        [[ ${split} == train ]] || set=${valid_set}
+        [[ ${task} == lm ]] ||
+            data_args+=("--${split}_data_path_and_name_and_type" "$(speech_scp "${set}"),speech,${speech_type}")
+        data_args+=("--${split}_data_path_and_name_and_type" "${dumpdir}/${set}/text,text,text")
+    done
     if ${dump_frontend}; then
         ${dry_run} || run_cmd utils/dump_frontend.sh --verify --config "${train_config}" \
             "${dumpdir}/frontend/${train_set}" > /dev/null
@@ -226,14 +246,22 @@ unique_words() {
 }
 
 decode_dir_of() {
-    echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}/$1"
+    echo "${model_dir}/$(decode_tag)/$1"
+}
+
+# decode_tag: decode_<decode config>[_<inference args>]_<model file>, e.g. decode_decode_beam_size8_valid.acc.ave:
+# every decoding method and its parameters get their own results (as icefall names them).
+decode_tag() {
+    local args_tag=
+    [[ -z ${inference_args} ]] || args_tag=$(echo "${inference_args}" | sed -e 's/--/_/g' -e 's/[ =]//g' -e 's/[^A-Za-z0-9._-]//g')
+    echo "decode_$(basename "${decode_config}" .yaml)${args_tag}_${inference_model%.pth}"
 }
 
 # rescore_dir_of SET: where --rescore_lm's rescoring of SET's decode goes, named by the decode and the LM.
 rescore_dir_of() {
     local lm_name
     lm_name=$(basename "${rescore_lm%/}")
-    echo "${model_dir}/decode_$(basename "${decode_config}" .yaml)_${inference_model%.pth}_rescore_${lm_name%.gguf}/$1"
+    echo "${model_dir}/$(decode_tag)_rescore_${lm_name%.gguf}/$1"
 }
 
 # The decode dirs stage 10 scores: every test set's decode, and its rescoring with --rescore_lm.
@@ -250,7 +278,8 @@ decode_inputs_stamp() {
         for file in "$1" "${decode_config}" "${model_dir}/config.yaml" "${model_dir}/${inference_model}"; do
             [[ -f ${file} ]] && stat -L -c '%n %s %Y' "${file}"  # absent files (a dry run) count as absent
         done
-        echo "jobs $2 batch ${inference_batch_size} segments ${max_segment_seconds}"
+        echo "jobs $2 batch ${inference_batch_size} segments ${max_segment_seconds} gpu ${gpu_inference}"
+        echo "args ${inference_args}"
         for file in "$1" "${decode_config}"; do
             [[ -f ${file} ]] && cat "${file}"
         done
@@ -361,7 +390,7 @@ prepare_tokens() {
     if (( ctc_bpe_vocab_size > 0 )); then
         opts+=(--ctc_bpe_vocab_size "${ctc_bpe_vocab_size}")
     fi
-    if [[ ${task} == asr ]]; then
+    if [[ ${task} == asr || ${llm_token_type} == bpe ]]; then
         opts+=(--am_bpe_vocab_size "${am_bpe_vocab_size}")
     fi
     if ${make_toy_llm}; then
@@ -423,7 +452,9 @@ collect_stats() {
 train_model() {
     local shape run
     local -a shape_args=()
-    for shape in train/speech_shape train/text_shape valid/speech_shape valid/text_shape; do
+    local -a shapes=(train/text_shape valid/text_shape)
+    [[ ${task} == lm ]] || shapes=(train/speech_shape train/text_shape valid/speech_shape valid/text_shape)
+    for shape in "${shapes[@]}"; do
         need_file "${stats_dir}/${shape}" "run stage 7 first"
         shape_args+=("--${shape%%/*}_shape_file" "${stats_dir}/${shape}")
     done
@@ -451,6 +482,10 @@ decode() {
     local x dir logdir parts scp stamp
     local -a model_file_args=(--model_file "${model_dir}/${inference_model}")
     [[ ${inference_model} == none ]] && model_file_args=()
+    if [[ ${task} == lm ]]; then
+        log "--task lm decodes nothing: its LM (stage 11 exports it) serves rescoring and fusion (decode option lm)"
+        return 0
+    fi
     need_file "${model_dir}/config.yaml" "run stage 8 first"
     need_model_file
     if [[ -n ${rescore_lm} && " ${test_sets} " != *" ${valid_set} "* ]]; then
@@ -474,12 +509,12 @@ decode() {
         fi
         # The merged results of an earlier run go first: a failed run leaves no stale text to score.
         run_cmd rm -rf "${dir}"/{text,token,token_int,score,missing_hyps.txt,score_wer,score_cer} "${dir}"/*best_recog
-        launch "${decode_cmd}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
-            python3 -m speechllm.bin.speechllm_inference --ngpu 0 --batch_size "${inference_batch_size}" \
-            --segment_seconds "${max_segment_seconds}" \
+        launch "${inference_cmd}" --gpu "${inference_ngpu}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
+            python3 -m speechllm.bin.speechllm_inference --ngpu "${inference_ngpu}" \
+            --batch_size "${inference_batch_size}" --segment_seconds "${max_segment_seconds}" \
             --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" \
             --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
-            "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" ||
+            "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" "${extra_inference_args[@]}" ||
             die "decoding ${x} failed: see ${logdir}/decode.*.log"
         run_cmd merge_decode_outputs "${logdir}" "${parts}" "${dir}"
         run_cmd check_all_decoded "${scp}" "${dir}"
@@ -509,6 +544,10 @@ rescore_nbest_lists() {
 score() {
     local x dir unit_and_name
     local -a dirs
+    if [[ ${task} == lm ]]; then
+        log "--task lm scores no decode: its validation perplexity is in ${model_dir}/train.log"
+        return 0
+    fi
     for x in "${test_set_list[@]}"; do
         mapfile -t dirs < <(scored_dirs_of "${x}")
         for dir in "${dirs[@]}"; do
@@ -528,6 +567,12 @@ score() {
 pack_model() {
     [[ ${inference_model} != none ]] || die "--inference_model none (the untrained model) is not packed"
     need_model_file
+    if [[ ${task} == lm ]]; then  # a transformers folder: rescoring and fusion load it like any LLM
+        log "Reads ${model_dir}, writes ${model_dir}/exported"
+        run_cmd python3 -m speechllm.bin.export_lm --train_config "${model_dir}/config.yaml" \
+            --model_file "${model_dir}/${inference_model}" --output_dir "${model_dir}/exported"
+        return 0
+    fi
     log "Reads ${model_dir}, writes ${model_dir}/packed.zip"
     if [[ ${task} == asr ]]; then  # ESPnet's own archive of an ASRTask model (espnet2.bin.asr_inference reads it)
         run_cmd python3 -m espnet2.bin.pack asr --asr_train_config "${model_dir}/config.yaml" \
@@ -557,8 +602,17 @@ check_options() {
         inference_batch_size frontend_batch_size; do
         [[ ${!option} =~ ^[0-9]+$ ]] || die "--${option} takes a whole number, got '${!option}'"
     done
+    for option in dry_run resample dump_frontend gpu_inference; do
+        [[ ${!option} == true || ${!option} == false ]] || die "--${option} takes true or false, got '${!option}'"
+    done
+    [[ ${llm_token_type} == llm || ${llm_token_type} == bpe ]] ||
+        die "--llm_token_type takes llm or bpe, got '${llm_token_type}'"
     case ${task} in
-        speechllm) ;;
+        lm)
+            ! ${dump_frontend} || die "--task lm reads transcripts only: use --dump_frontend false" ;&
+        speechllm)
+            [[ ${llm_token_type} == llm ]] || (( am_bpe_vocab_size > 0 )) ||
+                die "--llm_token_type bpe needs --am_bpe_vocab_size > 0" ;;
         asr)
             ! ${dump_frontend} || die "--task asr trains its frontend with the model: use --dump_frontend false"
             (( ctc_bpe_vocab_size == 0 )) ||
@@ -566,7 +620,7 @@ check_options() {
             (( am_bpe_vocab_size > 0 )) || die "--task asr needs --am_bpe_vocab_size > 0"
             [[ ${feats_normalize} == global_mvn || ${feats_normalize} == utterance_mvn ]] ||
                 die "--feats_normalize takes global_mvn or utterance_mvn, got '${feats_normalize}'" ;;
-        *) die "--task takes speechllm or asr, got '${task}'" ;;
+        *) die "--task takes speechllm, asr or lm, got '${task}'" ;;
     esac
     [[ ${max_segment_seconds} =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
         die "--max_segment_seconds takes seconds (0: the longest training utterance), got '${max_segment_seconds}'"
@@ -624,6 +678,15 @@ fi
 train_cmd=${train_cmd:?cmd.sh must set train_cmd}
 decode_cmd=${decode_cmd:?cmd.sh must set decode_cmd}
 data_cmd=${data_cmd:?cmd.sh must set data_cmd}
+# Decoding jobs run through ${decode_cmd} on CPUs, or through ${cuda_cmd} with one GPU each (--gpu_inference true).
+if [[ ${gpu_inference} == true ]]; then
+    inference_cmd=${cuda_cmd:?cmd.sh must set cuda_cmd for --gpu_inference true}
+    inference_ngpu=1
+else
+    inference_cmd=${decode_cmd}
+    inference_ngpu=0
+fi
+read -r -a extra_inference_args <<< "${inference_args}"
 
 read -r -a skip_stage_list <<< "${skip_stages}"
 read -r -a test_set_list <<< "${test_sets}"
@@ -644,6 +707,8 @@ stats_dir=${stats_dir:-${expdir}/stats_${model_tag}}
 train_module=speechllm.bin.speechllm_train
 if [[ ${task} == asr ]]; then
     train_module=espnet2.bin.asr_train  # ESPnet's own ASRTask and Trainer, unchanged
+elif [[ ${task} == lm ]]; then
+    train_module=speechllm.bin.lm_train
 fi
 # Without a pretrained --llm, stage 5 makes a random-init LLM from --toy_llm_config and later stages use it.
 make_toy_llm=false
