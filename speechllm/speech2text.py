@@ -26,10 +26,11 @@ import humanfriendly
 import numpy as np
 import torch
 
-from speechllm.decoding.options import DecodingOptions
+from speechllm.decoding.options import TASKS, DecodingOptions
 from speechllm.decoding.scorers import vocab_tag
 from speechllm.decoding.search import BeamSearch, Hypothesis
 from speechllm.decoding.segment import MIN_SEGMENT_SECONDS, Segmenter, default_max_seconds
+from speechllm.models.visual_injection import modes_for_task
 from speechllm.text.tokenizers import prompt_label_ids
 
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
@@ -110,6 +111,7 @@ class Speech2Text:
             make_batch_exact(model)  # a padded batch decodes as each of its utterances alone
             self.model = model.to(dtype=getattr(torch, dtype)).eval()
             self.tokenizer = load_label_tokenizer(args)
+        self.args = args
         self.options = options
         self.device = device
         self.dtype = getattr(torch, dtype)
@@ -137,10 +139,18 @@ class Speech2Text:
             lm = load_causal_lm(options.lm, finetune="frozen").to(self.device, self.dtype)
             lm_tokenizer = load_tokenizer(options.lm)
             lm_vocab = vocab_tag(lm_tokenizer)
+        if options.task != "asr" and not self.is_audio_visual:
+            raise ValueError(f"decoding option task {options.task}: this model is audio-only (trained without "
+                             "visual_injection_conf); decode it with task asr")
         if self.is_am:
             return BeamSearch.for_aed(self.model, options, lm=lm, lm_tokenizer=lm_tokenizer, lm_vocab=lm_vocab)
         prompt_ids = (prompt_label_ids(self.tokenizer, options.prompt, "decoding option prompt") if options.prompt
                       else None)
+        if prompt_ids is None and self.is_audio_visual:  # the prompt of the task, as in training
+            from speechllm.tasks.speech_llm import task_prompts
+
+            prompt = task_prompts(self.args)[TASKS.index(options.task)]
+            prompt_ids = prompt_label_ids(self.tokenizer, prompt, "model_conf.task_prompts")
         return BeamSearch.for_speech_llm(self.model, options, eos_id=self.tokenizer.eos_token_id,
                                          suppress_ids=suppress, vocab=vocab_tag(self.tokenizer), lm=lm,
                                          lm_vocab=lm_vocab, bos_id=self.tokenizer.bos_token_id,
@@ -176,17 +186,34 @@ class Speech2Text:
         train_config = str(resolve_config(path) if packed else path / "config.yaml")
         return cls(train_config, model_file, options, device, dtype, **long_form)
 
+    @property
+    def is_audio_visual(self) -> bool:
+        return getattr(self.model, "is_audio_visual", False)
+
     # ---- low level: padded batches -------------------------------------------------------------------------
     def decode(self, speech: torch.Tensor, lengths: Optional[torch.Tensor] = None,
-               search: Optional[BeamSearch] = None) -> List[List[Hypothesis]]:
-        """n-best hypotheses of a padded batch: waveforms (B, samples) or dumped frontend features (B, T, D)."""
+               search: Optional[BeamSearch] = None, video: Optional[torch.Tensor] = None,
+               video_lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
+        """n-best hypotheses of a padded batch: waveforms (B, samples) or dumped frontend features (B, T, D); an
+        audio-visual model reads ``video`` (B, T, 96, 96) lip ROIs too, in the search's decoding task."""
+        search = search or self.search
         if speech.dim() == 1:
             speech = speech[None]
         if lengths is None:
             lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long)
+        visual = {}
+        if self.is_audio_visual:
+            if video is not None:
+                if video_lengths is None:
+                    video_lengths = torch.full((video.size(0),), video.size(1), dtype=torch.long)
+                visual = dict(video=video.to(self.device), video_lengths=video_lengths.to(self.device))
+            visual["modes"] = modes_for_task(search.options.task, speech.size(0)).to(self.device)
+        elif video is not None:
+            raise ValueError("video given to an audio-only model (trained without visual_injection_conf); decode "
+                             "it from the audio alone")
         with torch.no_grad():
-            encoded = self.model.encode_speech(speech.to(self.device), lengths.to(self.device))
-        return (search or self.search)(encoded)
+            encoded = self.model.encode_speech(speech.to(self.device), lengths.to(self.device), **visual)
+        return search(encoded)
 
     def text(self, hyp: Hypothesis) -> str:
         return " ".join(self.tokenizer.decode(hyp.token_ids, skip_special_tokens=True).split())

@@ -234,6 +234,22 @@ def test_cross_attention_interface_trains_only_its_blocks_and_starts_as_the_llm(
     assert any(k.startswith("cross_attention.blocks.0.") for k in model.state_dict())
 
 
+@pytest.mark.parametrize("gate_init", [0.0, 0.1])
+def test_closed_gates_give_query_and_key_no_gradient_and_gate_init_opens_them(tokens_dir, gate_init):
+    """At gate 0 the blocks' attention (query, key) gets no gradient, which under Adam's coupled weight decay lets
+    those weights decay to zero (the demo's cross-attention run); gate_init starts the gates open instead."""
+    args = task_args(tokens_dir, *CROSS_ATTENTION,
+                     "--model_conf", f"cross_attention_conf={{num_heads: 4, gate_init: {gate_init}}}")
+    torch.manual_seed(0)
+    model = SpeechLLMTask.build_model(args)
+    block = model.cross_attention.blocks[0]
+    assert float(block.attention_gate) == pytest.approx(gate_init)
+    model(**make_batch(args))[0].backward()
+    attention_grad = block.query.weight.grad.abs().sum() + block.key.weight.grad.abs().sum()
+    assert (attention_grad > 0) == (gate_init != 0)
+    assert block.attention_gate.grad.abs() > 0
+
+
 def test_beam_search_nbest_is_sorted_and_bounded(tokens_dir):
     args = task_args(tokens_dir)
     model = SpeechLLMTask.build_model(args).eval()

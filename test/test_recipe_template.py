@@ -33,11 +33,14 @@ OWNED_SHELL_FILES = [
     "egs2/synth_an4/speechllm1/run.sh",
     "egs2/synth_an4/speechllm1/local/combination.sh",
     "egs2/synth_an4/speechllm1/local/nonspeech.sh",
+    "egs2/synth_an4/speechllm1/local/ablation.sh",
     "utils/add_nonspeech.sh",
     "egs2/synth_english/speechllm1/run.sh",
     "egs2/synth_english/speechllm1/local/data.sh",
     "egs2/synth_english/speechllm1/local/whisper_reference.sh",
     "utils/dump_frontend.sh",
+    "egs2/synth_av/speechllm1/run.sh",
+    "egs2/synth_av/speechllm1/local/data.sh",
 ]
 
 OPTION_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?:\s+#\s*(.*))?$")
@@ -532,6 +535,52 @@ def test_gpu_decoding_and_inference_args_reach_the_jobs_and_name_the_decode_dir(
     assert (model_dir / "decode_decode_beam_size8_ctc_weight0.3_valid.loss.ave" / "test" / "text").is_file()
     proc = stub_recipe.run("--stage", "9", "--gpu_inference", "yes", check=False)
     assert proc.returncode != 0 and "--gpu_inference takes true or false, got 'yes'" in proc.stderr
+
+
+AUDIO_VISUAL_CONFIG = "frontend: hf_speech_encoder\nvisual_injection_conf: {kind: gated_add}\n"
+
+
+def write_lip_rois(recipe: StubRecipe, sets=("train", "dev", "test")):
+    for part in sets:
+        keys = [line.split()[0] for line in (recipe.root / "data" / part / "wav.scp").read_text().splitlines()]
+        (recipe.root / "data" / part / "roi.scp").write_text("".join(f"{k} /roi/{k}.npy\n" for k in keys))
+
+
+@pytest.mark.parametrize("config, audio_visual", [
+    (AUDIO_VISUAL_CONFIG, True),
+    ("visual_injection_conf:\n    kind: gated_add\nfrontend: hf_speech_encoder\n", True),  # a block, as ESPnet
+    ("visual_injection_conf: null\nfrontend: hf_speech_encoder\n", False),                  # writes config.yaml
+    ("{}\n", False),
+])
+def test_lip_rois_reach_training_and_decoding_of_an_audio_visual_model_only(stub_recipe, config, audio_visual):
+    write_dumped_sets(stub_recipe)
+    write_lip_rois(stub_recipe)
+    (stub_recipe.root / "conf" / "train.yaml").write_text(config)
+    stub_recipe.run("--stage", "7", "--stop_stage", "8")
+    trainings = [" ".join(c) for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_train"]]
+    assert len(trainings) == 3  # two statistics jobs and the training
+    for call in trainings:
+        assert ("--train_data_path_and_name_and_type dump/train/roi.scp,video,npy "
+                "--valid_data_path_and_name_and_type dump/dev/wav.scp" in call) == audio_visual
+        assert ("--valid_data_path_and_name_and_type dump/dev/roi.scp,video,npy" in call) == audio_visual
+    model_dir = stub_recipe.root / "exp" / "train"
+    (model_dir / "config.yaml").write_text(config)
+    (model_dir / "valid.loss.ave.pth").write_text("")
+    stub_recipe.calls_file.unlink()
+    stub_recipe.run("--stage", "9", "--stop_stage", "9", "--test_sets", "test", "--inference_args", "--task vsr")
+    decodes = [c for c in stub_recipe.calls() if c[:3] == ["python3", "-m", "speechllm.bin.speechllm_inference"]]
+    assert decodes and all(("dump/test/roi.scp,video,npy" in c) == audio_visual for c in decodes)
+    assert all(c[-2:] == ["--task", "vsr"] for c in decodes)
+    assert (model_dir / "decode_decode_taskvsr_valid.loss.ave" / "test" / "text").is_file()
+
+
+def test_an_audio_visual_model_without_lip_rois_is_refused_naming_the_data_dir(stub_recipe):
+    write_dumped_sets(stub_recipe)
+    write_lip_rois(stub_recipe, sets=("train",))
+    (stub_recipe.root / "conf" / "train.yaml").write_text(AUDIO_VISUAL_CONFIG)
+    proc = stub_recipe.run("--stage", "7", "--stop_stage", "7", check=False)
+    assert proc.returncode != 0
+    assert "conf/train.yaml configures an audio-visual model but data/dev has no roi.scp (lip ROIs)" in proc.stderr
 
 
 def test_rescoring_is_tuned_on_the_validation_decode_and_scored_beside_each_decode(stub_recipe):

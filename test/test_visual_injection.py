@@ -443,6 +443,21 @@ def test_visual_frontend_shapes_padding_and_batch_independence():
     assert big.trunk.output_channels == 512 and 11e6 < sum(p.numel() for p in big.parameters()) < 12e6
 
 
+def test_visual_frontend_input_pool_reads_the_roi_averaged():
+    torch.manual_seed(0)
+    frontend = VisualFrontend(output_size=12, size="tiny", input_pool=2).eval()
+    video = torch.randint(0, 256, (2, 6, 96, 96), dtype=torch.uint8)
+    lengths = torch.tensor([6, 4])
+    with torch.no_grad():
+        features, _ = frontend(video, lengths)
+        frontend.input_pool = 1  # the same weights on a 48 x 48 ROI averaged beforehand
+        averaged, _ = frontend(torch.nn.functional.avg_pool2d(video.float(), 2), lengths)
+    assert features.shape == (2, 6, 12) and (features[1, 4:] == 0).all()
+    assert torch.allclose(features, averaged, atol=1e-4)
+    with pytest.raises(ValueError, match=r"visual_frontend_conf.input_pool must be >= 1"):
+        VisualFrontend(input_pool=0)
+
+
 def test_visual_frontend_loads_a_checkpoint_and_names_wrong_keys(tmp_path):
     torch.manual_seed(0)
     source = VisualFrontend(output_size=12, size="tiny", activation="prelu").eval()

@@ -8,6 +8,10 @@
 
 Recordings longer than --segment_seconds are cut at pauses (speechllm.decoding.segment), decoded in batches and
 their texts joined: never truncated.
+
+An audio-visual model decodes the task ``--task asr|vsr|avsr`` (a decoding option); vsr and avsr read the lip ROIs
+as the data name ``video`` (``--data_path_and_name_and_type dump/test/roi.scp,video,npy``) and decode each
+batch whole (its recordings are not segmented: their lip ROIs would have to be cut at the same times).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from speechllm.data.progress import Progress
 from speechllm.decoding.options import DecodingOptions
 from speechllm.exp_lock import lock_exp_dir
 from speechllm.speech2text import Speech2Text
-from speechllm.tasks.speech_llm import SpeechLLMTask
+from speechllm.tasks.speech_llm import FloatLipROIs, SpeechLLMTask
 
 
 def inference(
@@ -55,17 +59,27 @@ def inference(
                               segment_seconds=segment_seconds or None, vad=vad, batch_size=batch_size)
     loader = SpeechLLMTask.build_streaming_iterator(
         data_path_and_name_and_type, dtype=dtype, batch_size=batch_size, key_file=key_file,
-        num_workers=num_workers, preprocess_fn=None,
+        num_workers=num_workers, preprocess_fn=FloatLipROIs(),
         collate_fn=SpeechLLMTask.build_collate_fn(argparse.Namespace(), False), inference=True,
     )
     listed = key_file or data_path_and_name_and_type[0][0]  # one utterance per line
     with open(listed, encoding="utf-8") as f:
         total = sum(1 for line in f if line.strip())
     progress = Progress(total, f"decode {output_dir}")
+    names = [name for _, name, _ in data_path_and_name_and_type]
+    if speech2text.is_audio_visual and options.task != "asr" and "video" not in names:
+        raise ValueError(f"decoding task {options.task} of an audio-visual model reads the lip ROIs: add "
+                         "--data_path_and_name_and_type <data dir>/roi.scp,video,npy")
+    if "video" in names and not speech2text.is_audio_visual:
+        raise ValueError("--data_path_and_name_and_type names 'video' but the model is audio-only (trained without "
+                         "visual_injection_conf); leave the video out")
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             speech, lengths = batch["speech"], batch["speech_lengths"]
-            if speech.dim() == 2:  # waveforms: long recordings are cut into segments (short ones decode as a batch)
+            if "video" in batch:  # audio-visual: the batch whole, in the decoding task
+                nbests = [[speech2text.transcript(h) for h in hyps] for hyps in speech2text.decode(
+                    speech, lengths, video=batch["video"], video_lengths=batch["video_lengths"])]
+            elif speech.dim() == 2:  # waveforms: long recordings are cut into segments (short ones decode as a batch)
                 nbests = speech2text.transcribe([speech[i, :lengths[i]] for i in range(len(keys))])
             else:  # dumped frontend outputs: already within the frontend's window (utils/dump_frontend.sh)
                 nbests = [[speech2text.transcript(h) for h in hyps] for hyps in speech2text.decode(speech, lengths)]

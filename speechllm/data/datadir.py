@@ -438,6 +438,26 @@ class DataDir:
             files["spk2utt"] = spk2utt_from_utt2spk({u: utt2spk[u] for u in sorted(utt2spk, key=c_order)})
         return files
 
+    def write_changed(self, dest: str | os.PathLike) -> int:
+        """As `write`, but only the files whose content differs are rewritten (each atomically), so that a rerun
+        that changes nothing leaves every file and its time stamp alone; returns how many files were written."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        files = self.files_as_written()
+        written = 0
+        for name, mapping in files.items():
+            text = "".join(kv_lines(mapping))
+            path = dest / name
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                temp = path.with_name(f".{name}.tmp")
+                temp.write_text(text, encoding="utf-8")
+                os.replace(temp, path)
+                written += 1
+        for name in KNOWN_FILES:
+            if name not in files and (dest / name).is_file():
+                (dest / name).unlink()
+        return written
+
     def write(self, dest: str | os.PathLike) -> list[str]:
         """Write all files sorted (spk2utt regenerated); remove known files of an older dir there.
 

@@ -114,25 +114,6 @@ def looped(recording: np.ndarray, start: int, length: int) -> np.ndarray:
     return np.take(recording, start + np.arange(length), mode="wrap")
 
 
-def write_changed(dest: Path, files: dict[str, dict[str, str]]) -> int:
-    """Write the data dir's files (sorted, spk2utt from utt2spk) whose content differs; returns how many were
-    written. Known files of an older dir that `files` lacks are removed."""
-    dest.mkdir(parents=True, exist_ok=True)
-    data = DataDir(dest, files)
-    written = 0
-    for name, mapping in data.files_as_written().items():
-        text = "".join(kv_lines(mapping))
-        path = dest / name
-        if not path.is_file() or path.read_text() != text:
-            temp = path.with_name(f".{name}.tmp")
-            temp.write_text(text)
-            os.replace(temp, path)
-            written += 1
-    for stale in DataDir.read(dest).files.keys() - files.keys() - {"spk2utt"}:
-        (dest / stale).unlink()
-    return written
-
-
 class NoiseSource:
     """The noise of each utterance: one recording of a noise list, or babble of the set's other utterances."""
 
@@ -271,7 +252,7 @@ def make_snr_sets(src: str | Path, noise_spec: str, dump_dir: str | Path, snrs: 
     for snr in snrs:
         name = set_name(src.name, snr)
         if snr == CLEAN:
-            written = write_changed(data_out / name, data.files)
+            written = DataDir(data_out / name, data.files).write_changed(data_out / name)
             summaries.append(f"{data_out / name}: the {len(data.utt_ids)} utterances of {src} as they are "
                              f"({written} files written)")
             continue
@@ -297,7 +278,7 @@ def make_snr_sets(src: str | Path, noise_spec: str, dump_dir: str | Path, snrs: 
         report_text = "".join(kv_lines(report))
         if not report_path.is_file() or report_path.read_text() != report_text:
             report_path.write_text(report_text)
-        written_files = write_changed(data_out / name, files)
+        written_files = DataDir(data_out / name, files).write_changed(data_out / name)
         summaries.append(
             f"{data_out / name}: {len(report)} utterances with {noise.description} at {snr} dB (speech power over "
             f"the {settings.snr_over} utterance{'' if settings.snr_over == 'whole' else ' part'}; measured "

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict
 
+TASKS = ("asr", "vsr", "avsr")  # speechllm.models.visual_injection.MODES: audio, lips, both
+
 
 @dataclasses.dataclass(frozen=True)
 class DecodingOptions:
@@ -25,6 +27,9 @@ class DecodingOptions:
     length_bonus: float = 0.0  # score += length_bonus per emitted token (ESPnet's length_bonus)
     prompt: str = ""  # a prompt read before the speech instead of the model's training prompt (model_conf.prompt);
     #                   empty: the training prompt
+    task: str = "asr"  # what an audio-visual model recognises from: asr (the audio), vsr (the lips: the audio is
+    #                    replaced as in training's modality dropout) or avsr (both); vsr and avsr read the data name
+    #                    video (roi.scp); an audio-only model decodes asr only
     end_rule: str = "k_ended"  # k_ended: stop once beam_size hypotheses ended; espnet: ended hypotheses keep their
     #                           beam slots and the search runs to the length limit or an empty beam (ESPnet's rule)
 
@@ -54,6 +59,8 @@ class DecodingOptions:
                             "lm_fusion: delayed")
         if self.end_rule not in ("k_ended", "espnet"):
             problems.append(f"end_rule must be k_ended or espnet, got {self.end_rule!r}")
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {list(TASKS)}, got {self.task!r}")
         if self.ctc_pre_beam < 0:
             problems.append(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if problems:

@@ -46,29 +46,34 @@ class SpeechMemory:
 
 
 class GatedCrossAttentionBlock(torch.nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int):
+    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int, gate_init: float = 0.0):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"model_conf.cross_attention_conf.num_heads: {num_heads} does not divide the LLM's "
                              f"hidden size {hidden_size}")
         self.num_heads = num_heads
         self.attention_norm = torch.nn.LayerNorm(hidden_size)
+        # The speech embeddings are at the scale of the LLM's token embeddings (std about 0.02): projected as they
+        # are, the keys are so small that the attention is uniform and its query and key weights get almost no
+        # gradient (1e-5 against 0.3 for the values, measured on the tests' toy LLM). Normalised, they are not.
+        self.memory_norm = torch.nn.LayerNorm(hidden_size)
         self.query = torch.nn.Linear(hidden_size, hidden_size, bias=False)
         self.key = torch.nn.Linear(hidden_size, hidden_size, bias=False)
         self.value = torch.nn.Linear(hidden_size, hidden_size, bias=False)
         self.output = torch.nn.Linear(hidden_size, hidden_size, bias=False)
-        self.attention_gate = torch.nn.Parameter(torch.zeros(()))
+        self.attention_gate = torch.nn.Parameter(torch.full((), float(gate_init)))
         self.ffn = None
         if ffn_size:
             self.ffn_norm = torch.nn.LayerNorm(hidden_size)
             self.ffn = torch.nn.Sequential(torch.nn.Linear(hidden_size, ffn_size), torch.nn.GELU(),
                                            torch.nn.Linear(ffn_size, hidden_size))
-            self.ffn_gate = torch.nn.Parameter(torch.zeros(()))
+            self.ffn_gate = torch.nn.Parameter(torch.full((), float(gate_init)))
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.size(0), x.size(1), self.num_heads, -1).transpose(1, 2)
 
     def project_memory(self, embeds: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        embeds = self.memory_norm(embeds.to(self.key.weight.dtype))
         return self.heads(self.key(embeds)), self.heads(self.value(embeds))
 
     def forward(self, hidden: torch.Tensor, memory: SpeechMemory, index: int) -> torch.Tensor:
@@ -100,10 +105,17 @@ def decoder_layers(llm: torch.nn.Module) -> torch.nn.ModuleList:
 class LLMCrossAttention(torch.nn.Module):
     """Gated cross-attention blocks before the LLM's decoder layers ``layers`` (default: every ``every``-th layer
     from the first). ``llm_hidden_size``/``llm_num_layers`` come from the LLM; the rest is
-    ``model_conf.cross_attention_conf``."""
+    ``model_conf.cross_attention_conf``.
+
+    ``gate_init``: the gates' start (tanh of it scales each block's output). 0 keeps the pretrained LLM exactly as it
+    was, but then the blocks' query and key weights get no gradient until the gates move, and an optimizer with
+    coupled weight decay (Adam's ``weight_decay``, normalised by Adam into steps of the learning rate) pulls weights
+    without gradient to zero within a few hundred steps. Start at e.g. 0.1 with a randomly initialised or fully
+    trained LLM, or with weight decay under Adam (AdamW's decoupled decay is safe)."""
 
     def __init__(self, llm_hidden_size: int, llm_num_layers: int, every: int = 1,
-                 layers: Optional[Sequence[int]] = None, num_heads: int = 8, ffn_size: int = 0):
+                 layers: Optional[Sequence[int]] = None, num_heads: int = 8, ffn_size: int = 0,
+                 gate_init: float = 0.0):
         super().__init__()
         if every < 1:
             raise ValueError(f"model_conf.cross_attention_conf.every must be >= 1, got {every}")
@@ -113,7 +125,7 @@ class LLMCrossAttention(torch.nn.Module):
             raise ValueError(f"model_conf.cross_attention_conf.layers: {list(layers or [])} must be indices of the "
                              f"LLM's {llm_num_layers} decoder layers (0..{llm_num_layers - 1})")
         self.blocks = torch.nn.ModuleList(
-            GatedCrossAttentionBlock(llm_hidden_size, num_heads, ffn_size) for _ in self.layers)
+            GatedCrossAttentionBlock(llm_hidden_size, num_heads, ffn_size, gate_init) for _ in self.layers)
         self.memory: Optional[SpeechMemory] = None  # set around each LLM call by SpeechLLM.run_llm
 
     def attach(self, llm: torch.nn.Module) -> None:

@@ -90,6 +90,9 @@ class HFSpeechEncoderFrontend(AbsFrontend):
                 if finetune == "lora" else None)
         self.encoder = set_finetune_mode(self.encoder, finetune, lora, where="frontend_conf")
         self.freeze = finetune == "frozen"
+        # Set by a model that injects into this encoder's layers (models/visual_injection.py): the frozen weights
+        # still never train, but the gradient flows through them to the injection modules.
+        self.passes_gradient = False
         if self.freeze:
             self.encoder.eval()
 
@@ -158,7 +161,7 @@ class HFSpeechEncoderFrontend(AbsFrontend):
         return hidden, self.encoder._get_feat_extract_output_lengths(lengths)
 
     def forward(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        with torch.set_grad_enabled(self.training and not self.freeze):
+        with torch.set_grad_enabled(self.training and (self.passes_gradient or not self.freeze)):
             hidden, out_lengths = (self._whisper_hidden if self.is_whisper else self._wav2vec_hidden)(speech, lengths)
         if self.layer_weights is None:
             feats = hidden[self.layer]

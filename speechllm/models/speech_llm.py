@@ -6,6 +6,13 @@ embeddings are read by gated cross-attention blocks in the LLM's layers instead,
 ``[BOS, prompt, prompt_suffix]``. The prefix (everything before the text) is *left*-padded so that in a batch every
 text starts at the same position: training then asks the LLM for logits on the text region alone (cheap with a
 150k vocabulary), and decoding appends tokens to all utterances in lock-step with one KV cache.
+
+Audio-visual (``visual_frontend`` and ``visual_injection`` given; ``models/visual_injection.py``): lip features are
+injected into the layers of the frozen speech foundation model (the SFM: the ``hf_speech_encoder`` frontend, or
+the encoder), and each utterance is recognised in one mode, ``asr`` (audio), ``vsr`` (lips) or ``avsr`` (both),
+drawn per utterance in training (modality dropout) and chosen by the decoding task; the LLM reads the mode's task
+prompt. ``injection_pretraining`` (stage 1) trains the visual parts alone to give, from corrupted audio and the
+video, the SFM's representations of the clean audio; no LLM loss.
 """
 from __future__ import annotations
 
@@ -26,9 +33,25 @@ from speechllm.models.ctc_compress import ctc_compress as compress_by_ctc
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.matching import matching_loss
 from speechllm.models.pretrained_parts import LeavesOutFrozenPretrained
+from speechllm.models.visual_injection import (MODES, AudioCorruption, ModalityDropout, VisualInjection,
+                                               injection_pretraining_loss, modes_for_task, sfm_layers)
 from speechllm.text.tokenizers import CTC_BLANK_ID
 
 IGNORE_ID = -1  # padding value of integer sequences in ESPnet's collate function
+
+
+def injected_sfm(frontend: Optional[torch.nn.Module], encoder: Optional[torch.nn.Module]) -> torch.nn.Module:
+    """The speech foundation model that visual injection enters: the frontend when it is a transformer speech
+    encoder (hf_speech_encoder), else the encoder."""
+    for part in (frontend, encoder):
+        if part is not None:
+            try:
+                sfm_layers(part)
+                return part
+            except ValueError:
+                pass
+    raise ValueError("visual_injection_conf: neither the frontend nor the encoder has transformer layers to inject "
+                     "into; use frontend: hf_speech_encoder (Whisper, HuBERT, WavLM, wav2vec2) or an encoder")
 
 
 class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
@@ -53,8 +76,24 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         length_normalized_loss: bool = False,
         matching_weight: float = 0.0,
         cross_attention: Optional[LLMCrossAttention] = None,
+        visual_frontend: Optional[torch.nn.Module] = None,
+        visual_injection: Optional[VisualInjection] = None,
+        modality_dropout: Optional[ModalityDropout] = None,
+        task_prompt_ids: Sequence[Sequence[int]] = (),
+        injection_pretraining: bool = False,
+        audio_corruption: Optional[AudioCorruption] = None,
     ):
         super().__init__()
+        if (visual_frontend is None) != (visual_injection is None):
+            raise ValueError("an audio-visual model needs both visual_frontend_conf and visual_injection_conf")
+        if visual_injection is not None and (modality_dropout is None or len(task_prompt_ids) != len(MODES)):
+            raise ValueError(f"an audio-visual model needs a modality dropout and the prompts of {list(MODES)}")
+        if visual_injection is not None and prompt_variant_ids:
+            raise ValueError("model_conf.prompt_variants: an audio-visual model reads the task prompts of its modes "
+                             "(model_conf.task_prompts); remove prompt_variants")
+        if injection_pretraining and (visual_injection is None or audio_corruption is None):
+            raise ValueError("model_conf.injection_pretraining needs visual_frontend_conf and visual_injection_conf "
+                             "(the parts it trains) and audio_corruption_conf")
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"model_conf.ctc_weight must be in [0, 1), got {ctc_weight}")
         if ctc_weight > 0 and ctc is None:
@@ -108,6 +147,22 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
                                  persistent=False)
         self.register_buffer("prompt_suffix_ids", torch.tensor(list(prompt_suffix_ids), dtype=torch.long),
                              persistent=False)
+        self.visual_frontend = visual_frontend
+        self.visual_injection = visual_injection
+        if visual_injection is not None:
+            # A frozen SFM runs without gradients; with injection its weights still never train, but the gradient
+            # must flow through its layers to the injection modules.
+            injected_sfm(frontend, encoder).passes_gradient = True
+        self.modality_dropout = modality_dropout  # in decoding too: the audio a vsr utterance reads instead
+        self.injection_pretraining = injection_pretraining
+        self.audio_corruption = audio_corruption
+        for mode, ids in zip(MODES, task_prompt_ids):
+            self.register_buffer(f"task_prompt_{mode}", torch.tensor(self.prompt_head(ids), dtype=torch.long),
+                                 persistent=False)
+
+    @property
+    def is_audio_visual(self) -> bool:
+        return self.visual_injection is not None
 
     # ---- speech side -------------------------------------------------------------------------------------------
     def extract_feats(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -126,10 +181,39 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
             return speech, lengths
         return self.frontend(speech, lengths)
 
-    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Encoder output (what the CTC head and the adapter read) and its lengths."""
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor, video: Optional[torch.Tensor] = None,
+               video_lengths: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output (what the CTC head and the adapter read) and its lengths. An audio-visual model reads each
+        utterance in its mode ``modes`` ``(B,)`` (indices into MODES; default asr): vsr replaces the audio
+        (``modality_dropout.apply``), vsr and avsr inject the visual features of ``video`` ``(B, T, 96, 96)``."""
+        if not self.is_audio_visual:
+            if video is not None or modes is not None:
+                raise ValueError("this model is audio-only (no visual_frontend_conf/visual_injection_conf): it "
+                                 "reads no video and decodes task asr only")
+            return self.encode_audio(speech, lengths)
+        if speech.dim() == 3:
+            raise ValueError("visual injection runs inside the SFM, so an audio-visual model reads audio, not dumped "
+                             "frontend outputs: train and decode without --dump_frontend")
+        if modes is None:
+            modes = modes_for_task("asr", speech.size(0))
+        speech, present = self.modality_dropout.apply(speech, lengths, modes)
+        if not bool(present.any()):
+            with self.visual_injection.without_visual():
+                return self.encode_audio(speech, lengths)
+        if video is None:
+            raise ValueError("an audio-visual model decoding task vsr or avsr needs the lip ROIs: give the data name "
+                             "'video' (--data_path_and_name_and_type dump/<set>/roi.scp,video,npy)")
+        features, feature_lengths = self.visual_frontend(video, video_lengths)
+        with self.visual_injection.visual(features, feature_lengths, present):
+            return self.encode_audio(speech, lengths)
+
+    def encode_audio(self, speech: torch.Tensor, lengths: torch.Tensor, specaug: bool = True
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend, specaug (in training), normalize and encoder on ``speech``, injected with whatever visual
+        features the caller set (``encode``)."""
         feats, feats_lengths = self.extract_feats(speech, lengths)
-        if self.specaug is not None and self.training:
+        if self.specaug is not None and self.training and specaug:
             feats, feats_lengths = self.specaug(feats, feats_lengths)
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
@@ -161,8 +245,15 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         """``[BOS] + prompt_ids``: what the LLM reads before the speech."""
         return ([self.bos_id] if self.bos_id is not None else []) + [int(i) for i in prompt_ids]
 
-    def training_prompts(self, batch: int) -> Optional[List[torch.Tensor]]:
-        """Each utterance's ``[BOS, prompt]`` ids, drawn from the prompt and its variants; None without variants."""
+    def task_prompts(self, modes: torch.Tensor) -> List[torch.Tensor]:
+        """Each utterance's ``[BOS, task prompt]`` ids of its mode (an audio-visual model)."""
+        return [getattr(self, f"task_prompt_{MODES[int(mode)]}") for mode in modes]
+
+    def training_prompts(self, batch: int, modes: Optional[torch.Tensor] = None) -> Optional[List[torch.Tensor]]:
+        """Each utterance's ``[BOS, prompt]`` ids: its mode's task prompt (an audio-visual model), or drawn from the
+        prompt and its variants; None without either."""
+        if modes is not None:
+            return self.task_prompts(modes)
         if not self.num_prompt_variants:
             return None
         choices = [self.prompt_ids] + [getattr(self, f"prompt_variant_{i}") for i in range(self.num_prompt_variants)]
@@ -196,11 +287,13 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         """What the cross-attention blocks read (None with the prefix interface)."""
         return None if self.cross_attention is None else SpeechMemory(speech_embeds, speech_lengths)
 
-    def encode_speech(self, speech: torch.Tensor, lengths: torch.Tensor):
-        """Everything the search's scorers read of a batch, computed once (speechllm.decoding.scorers.SpeechInput)."""
+    def encode_speech(self, speech: torch.Tensor, lengths: torch.Tensor, video: Optional[torch.Tensor] = None,
+                      video_lengths: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None):
+        """Everything the search's scorers read of a batch, computed once (speechllm.decoding.scorers.SpeechInput);
+        ``video``, ``video_lengths`` and ``modes``: as ``encode``."""
         from speechllm.decoding.scorers import SpeechInput
 
-        encoded, encoded_lengths = self.encode(speech, lengths)
+        encoded, encoded_lengths = self.encode(speech, lengths, video, video_lengths, modes)
         speech_embeds, speech_lengths = self.speech_embeddings(encoded, encoded_lengths)
         return SpeechInput(encoded, encoded_lengths, speech_embeds, speech_lengths)
 
@@ -304,12 +397,23 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         text_lengths: torch.Tensor,
         text_ctc: Optional[torch.Tensor] = None,
         text_ctc_lengths: Optional[torch.Tensor] = None,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         batch = speech.size(0)
-        encoded, encoded_lengths = self.encode(speech, speech_lengths)
+        if self.is_audio_visual and video is None:
+            raise ValueError("an audio-visual model trains on lip ROIs: give the data name 'video' "
+                             "(--train_data_path_and_name_and_type dump/<set>/roi.scp,video,npy)")
+        if self.injection_pretraining:
+            return self.pretraining_forward(speech, speech_lengths, video, video_lengths)
+        modes = None
+        if self.is_audio_visual:  # modality dropout in training; validation reads both modalities
+            modes = (self.modality_dropout.draw_modes(batch) if self.training
+                     else modes_for_task("avsr", batch)).to(speech.device)
+        encoded, encoded_lengths = self.encode(speech, speech_lengths, video, video_lengths, modes)
         speech_embeds, speech_embeds_lengths = self.speech_embeddings(encoded, encoded_lengths)
-        prompts = self.training_prompts(batch) if self.training else None
+        prompts = self.training_prompts(batch, modes) if self.training or modes is not None else None
         prefix, prefix_mask = self.speech_prefix(speech_embeds, speech_embeds_lengths, prompts)
         loss_llm, accuracy = self.llm_loss(prefix, prefix_mask, text, text_lengths,
                                            memory=self.speech_memory(speech_embeds, speech_embeds_lengths))
@@ -330,6 +434,22 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
             stats["loss_matching"] = loss_matching.detach()
             loss = loss + self.matching_weight * loss_matching
         stats["loss"] = loss.detach()
+        loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)
+        return loss, stats, weight
+
+    def pretraining_forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, video: torch.Tensor,
+                            video_lengths: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Stage 1: the injected SFM on corrupted audio with the video learns the plain SFM's output on the clean
+        audio. The noise is babble: the batch's other utterances summed (white noise for a batch of one)."""
+        batch = speech.size(0)
+        speech = speech[:, : int(speech_lengths.max())]
+        noise = sum(speech.roll(shift, dims=0) for shift in range(1, min(batch, 4))) if batch > 1 else None
+        corrupted, _ = self.audio_corruption(speech, speech_lengths, noise)
+        features, feature_lengths = self.visual_frontend(video, video_lengths)
+        loss = injection_pretraining_loss(
+            lambda audio, lengths: self.encode_audio(audio, lengths, specaug=False), self.visual_injection,
+            speech, corrupted, speech_lengths, features, feature_lengths)
+        stats = {"loss_injection": loss.detach(), "loss": loss.detach()}
         loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)
         return loss, stats, weight
 

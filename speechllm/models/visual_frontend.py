@@ -6,7 +6,9 @@ average pool to one vector per frame; then a linear projection to ``output_size`
 output frame per video frame.
 
 ``size``: ``resnet18`` (64-128-256-512 channels, two blocks per stage, about 11 M parameters, as published) or
-``tiny`` (16-32-64-128 channels, one block per stage) for CPU demos and tests.
+``tiny`` (16-32-64-128 channels, one block per stage) for CPU demos and tests. ``input_pool``: the ROI averaged over
+``input_pool`` x ``input_pool`` pixels before the stem (2: 48 x 48; the convolutions then cost a quarter: CPU demos);
+1 (the published shape) reads it whole.
 
 The module names (``frontend3D.0``, ``trunk.layer1.0.conv1``, ``...downsample.0``) follow those two projects'
 checkpoints, so their lip encoders load with ``init_checkpoint`` and ``checkpoint_prefix`` (e.g.
@@ -86,7 +88,7 @@ class VisualFrontend(torch.nn.Module):
     ``(B, T, output_size)``, zero past each utterance's length."""
 
     def __init__(self, output_size: int = 256, size: str = "resnet18", activation: str = "relu",
-                 init_checkpoint: str = "", checkpoint_prefix: str = ""):
+                 init_checkpoint: str = "", checkpoint_prefix: str = "", input_pool: int = 1):
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"visual_frontend_conf.size: '{size}' is not one of {list(SIZES)}")
@@ -94,6 +96,9 @@ class VisualFrontend(torch.nn.Module):
             raise ValueError(f"visual_frontend_conf.activation: '{activation}' is not one of {list(ACTIVATIONS)}")
         if output_size < 1:
             raise ValueError(f"visual_frontend_conf.output_size must be >= 1, got {output_size}")
+        if input_pool < 1:
+            raise ValueError(f"visual_frontend_conf.input_pool must be >= 1 (1: the ROI as it is), got {input_pool}")
+        self.input_pool = input_pool
         stem_channels, stage_channels, blocks_per_stage = SIZES[size]
         self.frontend3D = torch.nn.Sequential(
             torch.nn.Conv3d(1, stem_channels, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
@@ -130,6 +135,8 @@ class VisualFrontend(torch.nn.Module):
         # Padded frames become 0 after normalisation, as the 3D convolution's own zero padding is for an utterance
         # alone: its last frames then see the same neighbours in any batch.
         x = x * valid[:, :, None, None]
+        if self.input_pool > 1:
+            x = torch.nn.functional.avg_pool2d(x, self.input_pool)
         x = self.frontend3D(x[:, None])  # (B, C, T, H', W')
         x = x.transpose(1, 2).flatten(0, 1)  # each frame on its own through the 2D trunk: (B*T, C, H', W')
         x = self.trunk(x).view(batch, frames, -1)

@@ -10,6 +10,14 @@ A YAML config selects and configures each part, ESPnet style::
     speech_adapter_conf: {downsample: 4, hidden_size: 512}
     llm_conf: {name_or_path: exp/llm_init, finetune: lora, lora_conf: {r: 16, alpha: 16}}
     model_conf: {ctc_weight: 0.3, prompt: "Transcribe the audio."}
+
+Audio-visual (lip ROIs as the data name ``video``, ``roi.scp`` read as npy; models/visual_injection.py)::
+
+    visual_frontend_conf: {size: tiny, output_size: 128}       # models/visual_frontend.VisualFrontend
+    visual_injection_conf: {kind: gated_add, every: 1}         # into the frozen SFM's layers
+    modality_dropout_conf: {audio_only_prob: 0.25, video_only_prob: 0.25, audio_visual_prob: 0.5}
+    model_conf: {task_prompts: {asr: ..., vsr: ..., avsr: ...}}
+    # stage 1: model_conf: {injection_pretraining: true}, audio_corruption_conf: {...}
 """
 from __future__ import annotations
 
@@ -48,7 +56,10 @@ from speechllm.models.fbank_frontend import FbankFrontend
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.hf_speech_encoder import HFSpeechEncoderFrontend
 from speechllm.models.llm import load_causal_lm, load_tokenizer, rebuild_vocabulary
-from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM
+from speechllm.models.speech_llm import IGNORE_ID, SpeechLLM, injected_sfm
+from speechllm.models.visual_frontend import VisualFrontend
+from speechllm.models.visual_injection import (MODES, AudioCorruption, ModalityDropout, VisualInjection, checked_conf,
+                                               sfm_layers, task_prompt)
 from speechllm.tasks.conf_types import check_conf_keys
 from speechllm.tasks.llm_task import DEFAULT_LLM_CONF, PretrainedLLMTask
 from speechllm.text.tokenizers import (CTC_TOKEN_TYPES, BPELabelUnits, LLMVocabCTCTokenizer, SpeechLLMPreprocessor,
@@ -101,7 +112,13 @@ DEFAULT_MODEL_CONF = dict(
                                  # cross_attention (gated cross-attention blocks before its decoder layers; the
                                  # prefix holds the prompt only; models/cross_attention.py)
     cross_attention_conf={},     # interface cross_attention: every (a block before every N-th layer, 1), layers
-                                 # (explicit layer indices instead), num_heads (8), ffn_size (0: no gated FFN)
+                                 # (explicit layer indices instead), num_heads (8), ffn_size (0: no gated FFN),
+                                 # gate_init (0: the LLM unchanged at the start; models/cross_attention.py says when
+                                 # to open the gates a little)
+    task_prompts={},             # audio-visual models: the prompt of each mode, {asr: ..., vsr: ..., avsr: ...}
+                                 # (defaults: models/visual_injection.task_prompt); model_conf.prompt is unused
+    injection_pretraining=False,  # audio-visual stage 1: only the visual frontend and injection train, to give
+                                 # the frozen SFM's clean-audio output from corrupted audio + video (no LLM loss)
     # false (as in ESPnet's ASR configs) lets the statistics stage skip building the model and running the
     # frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
     extract_feats_in_collect_stats=True,
@@ -112,9 +129,26 @@ CTC_HEADS = ("encoder", "llm_embeddings")
 INTERFACES = ("prefix", "cross_attention")
 
 
+# The audio-visual options, each the keyword arguments of its class (their defaults are the constructor's).
+VISUAL_OPTIONS = ("visual_frontend_conf", "visual_injection_conf", "modality_dropout_conf", "audio_corruption_conf")
+
+
+def is_audio_visual(args: argparse.Namespace) -> bool:
+    """Whether the config builds an audio-visual model (configs written before the options existed have none)."""
+    return getattr(args, "visual_injection_conf", None) is not None
+
+
+def task_prompts(args: argparse.Namespace) -> List[str]:
+    """The prompts of the modes (MODES order) of an audio-visual model, from model_conf.task_prompts."""
+    model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
+    conf = checked_conf("model_conf.task_prompts", task_prompt, model_conf["task_prompts"], given=("mode",))
+    return [task_prompt(mode, **conf) for mode in MODES]
+
+
 def prompts(args: argparse.Namespace) -> List[str]:
     model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
-    return [model_conf["prompt"], model_conf["prompt_suffix"], *model_conf["prompt_variants"]]
+    extra = task_prompts(args) if is_audio_visual(args) else []
+    return [model_conf["prompt"], model_conf["prompt_suffix"], *model_conf["prompt_variants"], *extra]
 
 
 def load_label_tokenizer(args: argparse.Namespace):
@@ -196,6 +230,58 @@ def freeze_parameters(model: torch.nn.Module, prefixes: List[str]) -> None:
             p.requires_grad = False
 
 
+class FloatLipROIs:
+    """``preprocess`` (if any), then the lip ROIs (``video``, uint8) as float32 on the same 0..255 scale, which the
+    visual frontend reads alike: ESPnet's dataset takes float and int arrays only. Nothing else changes."""
+
+    def __init__(self, preprocess: Optional[Callable] = None):
+        self.preprocess = preprocess
+
+    def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, object]:
+        data = self.preprocess(uid, data) if self.preprocess is not None else data
+        if "video" not in data:
+            return data
+        return {**data, "video": np.asarray(data["video"], dtype=np.float32)}
+
+
+def check_visual_options(args: argparse.Namespace, model_conf: dict) -> Optional[Dict[str, dict]]:
+    """The audio-visual options completed with their classes' defaults (None for an audio-only model); an option
+    without the others it needs, or a wrong key, is an error naming it."""
+    given = {option: getattr(args, option, None) for option in VISUAL_OPTIONS}
+    if not is_audio_visual(args):
+        stray = [option for option, conf in given.items() if conf is not None]
+        stray += ["model_conf.task_prompts"] if model_conf["task_prompts"] else []
+        stray += ["model_conf.injection_pretraining"] if model_conf["injection_pretraining"] else []
+        if stray:
+            raise ValueError(f"{', '.join(stray)} configure an audio-visual model, which visual_injection_conf "
+                             "makes: add visual_injection_conf (and visual_frontend_conf) or remove them")
+        return None
+    if given["audio_corruption_conf"] is not None and not model_conf["injection_pretraining"]:
+        raise ValueError("audio_corruption_conf applies to stage 1 only (model_conf.injection_pretraining: true); "
+                         "remove it from the recognition config")
+    if args.frontend is None and getattr(args, "encoder", None) is None:
+        raise ValueError("visual_injection_conf: the model has no frontend or encoder to inject into")
+    classes = dict(visual_frontend_conf=VisualFrontend, visual_injection_conf=VisualInjection,
+                   modality_dropout_conf=ModalityDropout, audio_corruption_conf=AudioCorruption)
+    visual_given = ("visual_size", "sfm_hidden_size", "sfm_num_layers")  # read from the parts by for_sfm
+    return {option: checked_conf(option, cls, given[option], visual_given if cls is VisualInjection else ())
+            for option, cls in classes.items()}
+
+
+def freeze_for_visual_training(model: SpeechLLM, sfm: torch.nn.Module, injection_pretraining: bool) -> None:
+    """The SFM's injected layers never train (an error, not a silent change, if the config trains them); in stage 1
+    (injection pretraining) nothing but the visual frontend and injection does."""
+    trained = [name for name, p in sfm_layers(sfm).named_parameters() if p.requires_grad]
+    if trained:
+        raise ValueError(f"visual_injection_conf: the SFM's layers would train ({trained[0]}, ...); the injected "
+                         "SFM stays frozen: set frontend_conf.finetune: frozen (hf_speech_encoder) or add the "
+                         "encoder to freeze_param")
+    if injection_pretraining:
+        for name, p in model.named_parameters():
+            if not name.startswith(("visual_frontend.", "visual_injection.")):
+                p.requires_grad = False
+
+
 class SpeechLLMTask(PretrainedLLMTask):
     class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices, adapter_choices]
 
@@ -214,6 +300,21 @@ class SpeechLLMTask(PretrainedLLMTask):
         group.add_argument("--ctc_token_type", choices=CTC_TOKEN_TYPES, default="bpe",
                            help="The CTC head's vocabulary: bpe (--ctc_bpemodel) or llm (the LLM's own tokens, "
                                 "which joint CTC/LLM decoding needs)")
+        group.add_argument("--visual_frontend_conf", action=NestedDictAction, default=None,
+                           help="Audio-visual: the lip encoder (models/visual_frontend.VisualFrontend: output_size, "
+                                "size resnet18|tiny, activation, init_checkpoint, checkpoint_prefix); with "
+                                "visual_injection_conf it makes the model audio-visual (data name 'video')")
+        group.add_argument("--visual_injection_conf", action=NestedDictAction, default=None,
+                           help="Audio-visual: injection into the frozen SFM's layers (models/visual_injection."
+                                "VisualInjection: layers, every, kind gated_add|cross_attention, num_heads, window, "
+                                "visual_fps, sfm_fps, resample, dropout)")
+        group.add_argument("--modality_dropout_conf", action=NestedDictAction, default=None,
+                           help="Audio-visual training: audio_only_prob, video_only_prob, audio_visual_prob, "
+                                "video_only_audio silence|noise, noise_std (models/visual_injection.ModalityDropout)")
+        group.add_argument("--audio_corruption_conf", action=NestedDictAction, default=None,
+                           help="Audio-visual stage 1 (model_conf.injection_pretraining): clean_prob, noise_prob, "
+                                "mask_prob, missing_prob, snr_low, snr_high, mask_fraction "
+                                "(models/visual_injection.AudioCorruption)")
         group = parser.add_argument_group(description="Preprocess related")
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
@@ -233,10 +334,11 @@ class SpeechLLMTask(PretrainedLLMTask):
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         if not args.use_preprocessor:
-            return None
-        return SpeechLLMPreprocessor(train=train, load_label_tokenizer=functools.partial(load_label_tokenizer, args),
-                                     ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args),
-                                     speech_is_features=speech_is_features(args))
+            return FloatLipROIs()
+        return FloatLipROIs(SpeechLLMPreprocessor(
+            train=train, load_label_tokenizer=functools.partial(load_label_tokenizer, args),
+            ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args),
+            speech_is_features=speech_is_features(args)))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -244,7 +346,7 @@ class SpeechLLMTask(PretrainedLLMTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ()
+        return ("video",)  # lip ROIs (roi.scp, read as npy: frames x 96 x 96 uint8) of an audio-visual model
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechLLM:
@@ -259,6 +361,7 @@ class SpeechLLMTask(PretrainedLLMTask):
         if model_conf["cross_attention_conf"] and model_conf["interface"] != "cross_attention":
             raise ValueError("model_conf.cross_attention_conf applies to interface cross_attention only; remove it "
                              "or set model_conf.interface: cross_attention")
+        visual = check_visual_options(args, model_conf)
         llm_tokenizer = load_tokenizer(llm_conf["name_or_path"])
         tokenizer = label_tokenizer(*label_units(args), llm_tokenizer, prompts(args))
         ctc_tokenizer = make_ctc_tokenizer(ctc_token_type(args), args.ctc_bpemodel, tokenizer)
@@ -316,6 +419,12 @@ class SpeechLLMTask(PretrainedLLMTask):
             ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
                              encoder_output_size=encoder_size)
 
+        visual_frontend = visual_injection = None
+        if visual is not None:
+            visual_frontend = VisualFrontend(**visual["visual_frontend_conf"])
+            sfm = injected_sfm(frontend, encoder)
+            visual_injection = VisualInjection.for_sfm(sfm, visual_frontend.output_size(),
+                                                       visual["visual_injection_conf"])
         model = SpeechLLM(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
             bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
@@ -327,8 +436,16 @@ class SpeechLLMTask(PretrainedLLMTask):
             ctc_shares_llm_vocab=isinstance(ctc_tokenizer, LLMVocabCTCTokenizer),
             matching_weight=model_conf["matching_weight"], lsm_weight=model_conf["lsm_weight"],
             length_normalized_loss=model_conf["length_normalized_loss"], cross_attention=cross_attention,
+            visual_frontend=visual_frontend, visual_injection=visual_injection,
+            modality_dropout=ModalityDropout(**visual["modality_dropout_conf"]) if visual else None,
+            task_prompt_ids=[prompt_label_ids(tokenizer, p, "model_conf.task_prompts") for p in task_prompts(args)]
+            if visual else (),
+            injection_pretraining=model_conf["injection_pretraining"],
+            audio_corruption=AudioCorruption(**visual["audio_corruption_conf"]) if visual else None,
         )
         freeze_parameters(model, getattr(args, "freeze_param", None) or [])
+        if visual is not None:
+            freeze_for_visual_training(model, sfm, model_conf["injection_pretraining"])
         for part, trainable, total in model.trainable_summary():
             logging.info(f"{part}: {trainable:,} of {total:,} parameters train")
         return model

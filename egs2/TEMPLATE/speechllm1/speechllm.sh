@@ -195,6 +195,32 @@ speech_scp() {
     fi
 }
 
+# is_audio_visual CONFIG: whether the training config CONFIG builds an audio-visual model (visual_injection_conf).
+# Its value is a mapping (inline, or the indented block under the key); null, ~ or no key: audio-only.
+is_audio_visual() {
+    [[ -f $1 ]] && awk '
+        block { audio_visual = /^[[:space:]]/; exit }
+        /^visual_injection_conf:/ {
+            value = $0
+            sub(/^visual_injection_conf:[[:space:]]*/, "", value)
+            sub(/[[:space:]]*(#.*)?$/, "", value)
+            if (value == "") { block = 1; next }
+            audio_visual = value != "null" && value != "~"
+            exit
+        }
+        END { exit !audio_visual }' "$1"
+}
+
+# set_video_args PREFIX SET CONFIG: video_args holds the lip ROIs of SET (roi.scp, which stages 3-4 carry with the
+# audio) as the data name video (option --PREFIXdata_path_and_name_and_type) when the model of CONFIG is
+# audio-visual; nothing for an audio-only model.
+set_video_args() {
+    video_args=()
+    is_audio_visual "$3" || return 0
+    [[ -f data/$2/roi.scp ]] || die "$3 configures an audio-visual model but data/$2 has no roi.scp (lip ROIs)"
+    video_args=("--$1data_path_and_name_and_type" "${dumpdir}/$2/roi.scp,video,npy")
+}
+
 # set_training_args: the arguments stages 7 and 8 share, in arrays model_args (the LLM and CTC BPE; with --task
 # asr the AM's token list and BPE), data_args, extra_train_args and (stage 8 of --task asr) normalize_args.
 set_training_args() {
@@ -224,6 +250,7 @@ set_training_args() {
         model_args+=(--ctc_bpemodel "${token_dir}/ctc_bpe.model")
     fi
     local set split
+    local -a video_args
     data_args=()
     for split in train valid; do
         set=${train_set}
@@ -231,6 +258,10 @@ set_training_args() {
         [[ ${task} == lm ]] ||
             data_args+=("--${split}_data_path_and_name_and_type" "$(speech_scp "${set}"),speech,${speech_type}")
         data_args+=("--${split}_data_path_and_name_and_type" "${dumpdir}/${set}/text,text,text")
+        if [[ ${task} == speechllm ]]; then
+            set_video_args "${split}_" "${set}" "${train_config}"
+            data_args+=("${video_args[@]}")
+        fi
     done
     if ${dump_frontend}; then
         ${dry_run} || run_cmd utils/dump_frontend.sh --verify --config "${train_config}" \
@@ -480,6 +511,7 @@ train_model() {
 
 decode() {
     local x dir logdir parts scp stamp
+    local -a video_args
     local -a model_file_args=(--model_file "${model_dir}/${inference_model}")
     [[ ${inference_model} == none ]] && model_file_args=()
     if [[ ${task} == lm ]]; then
@@ -509,10 +541,12 @@ decode() {
         fi
         # The merged results of an earlier run go first: a failed run leaves no stale text to score.
         run_cmd rm -rf "${dir}"/{text,token,token_int,score,missing_hyps.txt,score_wer,score_cer} "${dir}"/*best_recog
+        video_args=()  # a test set without lip ROIs decodes task asr only
+        [[ ${task} != speechllm || ! -f data/${x}/roi.scp ]] || set_video_args "" "${x}" "${model_dir}/config.yaml"
         launch "${inference_cmd}" --gpu "${inference_ngpu}" JOB=1:"${parts}" "${logdir}/decode.JOB.log" \
             python3 -m speechllm.bin.speechllm_inference --ngpu "${inference_ngpu}" \
             --batch_size "${inference_batch_size}" --segment_seconds "${max_segment_seconds}" \
-            --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" \
+            --config "${decode_config}" --data_path_and_name_and_type "${scp},speech,${speech_type}" "${video_args[@]}" \
             --key_file "${logdir}/keys.JOB.scp" --train_config "${model_dir}/config.yaml" \
             "${model_file_args[@]}" --output_dir "${logdir}/output.JOB" "${extra_inference_args[@]}" ||
             die "decoding ${x} failed: see ${logdir}/decode.*.log"

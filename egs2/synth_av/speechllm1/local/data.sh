@@ -22,6 +22,7 @@ nj=$(nproc)                     # Number of parallel synthesis processes.
 num_video=4                     # Test speakers whose first utterance is also an mp4 of the face (data/test_video).
 accents=us,gb,sco,rp,lan,wmd,car,nyc  # eSpeak NG accents the speakers are drawn from (fewer: an easier corpus).
 hold_out_variants=true          # true: dev/test voice variants never occur in training; false: only speakers differ.
+snrs="clean 10 5 0 -5"          # Noisy copies of data/test with babble at these SNRs (dB): data/test_clean, test_snr10...
 # END OPTIONS
 # shellcheck disable=SC2034  # read by utils/parse_options.sh
 help_message="Usage: $0 [options]
@@ -51,6 +52,14 @@ if [ "${num_video}" -gt 0 ]; then
     sets="${sets} test_video"
 fi
 for x in ${sets}; do
+    utils/validate_data_dir.sh --fs "${fs}" "data/${x}"
+done
+
+# The test set under babble (speechllm/data/snr_mix.py): the lip ROIs are carried over unchanged.
+utils/make_snr_sets.sh --snrs "${snrs}" --seed "${seed}" --fs "${fs}" data/test babble "${audio_dir}/snr"
+for snr in ${snrs}; do
+    x=test_snr${snr}
+    [ "${snr}" != clean ] || x=test_clean
     utils/validate_data_dir.sh --fs "${fs}" "data/${x}"
 done
 

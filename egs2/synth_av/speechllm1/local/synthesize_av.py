@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parents[2] / "synth_an4" / "speechllm1" / "local"))
 import synthesize as synth_an4  # noqa: E402  (egs2/synth_an4/speechllm1/local/synthesize.py: plan and audio)
 
 from speechllm.data.cli import parse_bool  # noqa: E402
-from speechllm.data.datadir import DataDir, kv_lines  # noqa: E402
+from speechllm.data.datadir import DataDir  # noqa: E402
 from speechllm.data.video import write_video  # noqa: E402
 from speechllm.data import visemes  # noqa: E402
 from speechllm.synth import espeak  # noqa: E402
@@ -177,19 +177,6 @@ def write_visuals(audio_dir, utt, phones, samples, fs):
 
 # ---------------------------------------------------------------- data dirs
 
-def write_if_changed(data_dir: Path, files) -> int:
-    """Write the data dir's files (sorted, spk2utt from utt2spk) whose content differs; returns how many."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    changed = 0
-    for name, mapping in DataDir(data_dir, files).files_as_written().items():
-        text = "".join(kv_lines(mapping))
-        path = data_dir / name
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
-            changed += 1
-    return changed
-
-
 def data_dir_files(utterances, audio_dir, frames):
     files = {"wav.scp": {}, "text": {}, "utt2spk": {}, "utt2num_samples": {}, "roi.scp": {}}
     for utt in utterances:
@@ -204,13 +191,13 @@ def data_dir_files(utterances, audio_dir, frames):
 def write_data_dirs(plan, audio_dir, data_dir, frames, video_utts) -> int:
     changed = 0
     for split in SPLITS:
-        changed += write_if_changed(Path(data_dir) / split,
-                                    data_dir_files([u for u in plan if u.split == split], audio_dir, frames))
+        files = data_dir_files([u for u in plan if u.split == split], audio_dir, frames)
+        changed += DataDir(Path(data_dir) / split, files).write_changed(Path(data_dir) / split)
     with_video = [utt for utt in plan if utt.id in video_utts]
     if with_video:
         files = data_dir_files(with_video, audio_dir, frames)
         files["video.scp"] = {utt.id: media_path(audio_dir, "video", utt, ".mp4") for utt in with_video}
-        changed += write_if_changed(Path(data_dir) / VIDEO_SET, files)
+        changed += DataDir(Path(data_dir) / VIDEO_SET, files).write_changed(Path(data_dir) / VIDEO_SET)
     return changed
 
 
