@@ -64,11 +64,8 @@ class CausalLMTask(PretrainedLLMTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> CausalLM:
-        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+        llm_conf = cls.checked_llm_conf(args)
         model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_LM_MODEL_CONF)
-        if not llm_conf["name_or_path"]:
-            raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
-                             "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
         llm_tokenizer = load_tokenizer(llm_conf["name_or_path"])
         tokenizer = label_tokenizer(args.token_type, args.bpemodel, llm_tokenizer)  # checked before the LLM loads
         llm = load_causal_lm(llm_conf["name_or_path"], finetune=llm_conf["finetune"],

@@ -9,6 +9,7 @@ from espnet2.tasks.abs_task import AbsTask
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 
+from speechllm.tasks.conf_types import check_conf_keys
 from speechllm.tasks.safe_args import safe_dict_options
 from speechllm.tasks.streaming import build_streaming_iterator
 from speechllm.text.tokenizers import TOKEN_TYPES
@@ -43,3 +44,12 @@ class PretrainedLLMTask(AbsTask):
                            help="SentencePiece model of the LLM's label units (--token_type bpe)")
         group.add_argument("--use_preprocessor", type=str2bool, default=True,
                            help="Tokenize the text on the fly (needed for training and statistics)")
+
+    @staticmethod
+    def checked_llm_conf(args: argparse.Namespace) -> dict:
+        """--llm_conf completed with its defaults; the LLM must be named."""
+        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+        if not llm_conf["name_or_path"]:
+            raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
+                             "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
+        return llm_conf

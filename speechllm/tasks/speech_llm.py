@@ -350,11 +350,8 @@ class SpeechLLMTask(PretrainedLLMTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechLLM:
-        llm_conf = check_conf_keys("llm_conf", args.llm_conf, DEFAULT_LLM_CONF)
+        llm_conf = cls.checked_llm_conf(args)
         model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
-        if not llm_conf["name_or_path"]:
-            raise ValueError("llm_conf.name_or_path is not set: give the LLM in the config or with "
-                             "--llm_conf name_or_path=DIR (a save_pretrained folder, a .gguf file or a hub name)")
         # Everything cheap is checked before the LLM (possibly GBs) is loaded.
         if model_conf["interface"] not in INTERFACES:
             raise ValueError(f"model_conf.interface: '{model_conf['interface']}' is not one of {list(INTERFACES)}")

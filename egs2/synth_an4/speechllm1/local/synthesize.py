@@ -76,14 +76,15 @@ class Utterance:
 PLAN_FIELDS = list(Utterance.__dataclass_fields__)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0, help="fixes sentences, speakers, audio")
+def corpus_parser(description: str, audio_dir: str, seed_help: str) -> argparse.ArgumentParser:
+    """The options of a corpus built on this plan (synth_an4, and synth_av which adds faces)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
     parser.add_argument("--num_train", type=int, default=1500, help="training utterances")
     parser.add_argument("--num_dev", type=int, default=100, help="development utterances")
     parser.add_argument("--num_test", type=int, default=150, help="test utterances")
     parser.add_argument("--fs", type=int, default=16000, help="sampling rate of the written audio (Hz)")
-    parser.add_argument("--audio_dir", default="downloads/synth_an4", help="where the WAV files go")
+    parser.add_argument("--audio_dir", default=audio_dir, help="where the written files go")
     parser.add_argument("--data_dir", default="data", help="where the Kaldi data dirs train/dev/test go")
     parser.add_argument("--nj", type=int, default=os.cpu_count() or 1, help="parallel synthesis processes")
     parser.add_argument("--hold_out_variants", type=parse_bool,
@@ -92,7 +93,10 @@ def parse_args(argv=None):
     parser.add_argument("--accents", default=",".join(sorted(ACCENTS)),
                         help=f"comma-separated accents to draw speakers from (of {','.join(sorted(ACCENTS))}); "
                              "fewer accents make an easier corpus")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_corpus_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     for name in ("num_train", "num_dev", "num_test", "nj"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -102,6 +106,11 @@ def parse_args(argv=None):
     if not 8000 <= args.fs <= 48000:
         parser.error(f"--fs must be between 8000 and 48000 Hz, got {args.fs}")
     return args
+
+
+def parse_args(argv=None):
+    parser = corpus_parser(__doc__, "downloads/synth_an4", "fixes sentences, speakers, audio")
+    return check_corpus_args(parser, parser.parse_args(argv))
 
 
 # ---------------------------------------------------------------- sentences

@@ -18,7 +18,6 @@ options reuses the files, one with other options into the same --audio_dir is re
 train/dev/test with wav.scp, text, utt2spk, spk2utt, utt2num_samples, roi.scp, and test_video (those test
 utterances with video.scp). A rerun with everything in place synthesises nothing and rewrites no file.
 """
-import argparse
 import hashlib
 import os
 import sys
@@ -32,13 +31,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2] / "synth_an4" / "speechllm1" / "local"))
 import synthesize as synth_an4  # noqa: E402  (egs2/synth_an4/speechllm1/local/synthesize.py: plan and audio)
 
-from speechllm.data.cli import parse_bool  # noqa: E402
 from speechllm.data.datadir import DataDir  # noqa: E402
 from speechllm.data.video import write_video  # noqa: E402
 from speechllm.data import visemes  # noqa: E402
 from speechllm.synth import espeak  # noqa: E402
 from speechllm.synth.corpus import claim_audio_dir, cpu_seconds, synthesize_all, wav_path, write_wav  # noqa: E402
-from speechllm.synth.espeak import ACCENTS, VARIANT_FAMILIES  # noqa: E402
+from speechllm.synth.espeak import VARIANT_FAMILIES  # noqa: E402
 
 SPLITS = synth_an4.SPLITS
 VISUAL_VERSION = 1  # bump when the drawing, the visemes or the file layout change: old audio dirs are then refused
@@ -50,33 +48,14 @@ _VIDEO_UTTS = frozenset()
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0, help="fixes sentences, speakers, faces, audio and frames")
-    parser.add_argument("--num_train", type=int, default=1500, help="training utterances")
-    parser.add_argument("--num_dev", type=int, default=100, help="development utterances")
-    parser.add_argument("--num_test", type=int, default=150, help="test utterances")
-    parser.add_argument("--fs", type=int, default=16000, help="sampling rate of the written audio (Hz)")
-    parser.add_argument("--audio_dir", default="downloads/synth_av", help="where the wav, roi, phones, video go")
-    parser.add_argument("--data_dir", default="data", help="where the Kaldi data dirs train/dev/test go")
-    parser.add_argument("--nj", type=int, default=os.cpu_count() or 1, help="parallel synthesis processes")
+    parser = synth_an4.corpus_parser(__doc__, "downloads/synth_av",
+                                     "fixes sentences, speakers, faces, audio and frames")
     parser.add_argument("--num_video", type=int, default=4,
                         help=f"test speakers whose first utterance is also an mp4 of the whole face "
                              f"(data dir {VIDEO_SET}, for utils/extract_lip_roi.sh); 0: none")
-    parser.add_argument("--hold_out_variants", type=parse_bool, default=True,
-                        help="true: dev/test voice variants never occur in training; false: only speakers differ")
-    parser.add_argument("--accents", default=",".join(sorted(ACCENTS)),
-                        help=f"comma-separated eSpeak NG accents of the speakers (of {','.join(sorted(ACCENTS))})")
-    args = parser.parse_args(argv)
-    for name in ("num_train", "num_dev", "num_test", "nj"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    args = synth_an4.check_corpus_args(parser, parser.parse_args(argv))
     if args.num_video < 0:
         parser.error(f"--num_video must be 0 or more, got {args.num_video}")
-    unknown = sorted(set(args.accents.split(",")) - set(ACCENTS))
-    if unknown:
-        parser.error(f"--accents: unknown {unknown}; choose from {','.join(sorted(ACCENTS))}")
-    if not 8000 <= args.fs <= 48000:
-        parser.error(f"--fs must be between 8000 and 48000 Hz, got {args.fs}")
     return args
 
 
