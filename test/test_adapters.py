@@ -17,9 +17,17 @@ CONFS = {
                 "linear_units": 32},
     "stacked": {"adapters": [{"type": "stack", "conf": {"downsample": 2}},
                              {"type": "conv1d_mlp", "conf": {"downsample": 2, "hidden_size": 16}}]},
+    "ctc_posterior": {"temperature": 2.0},
 }
 EXPECTED_LENGTHS = {"conv1d_mlp": [7, 4, 1], "dws_mlp": [7, 4, 1], "stack": [7, 4, 1], "conv1d_transformer": [7, 4, 1],
-                    "qformer": [8, 4, 2], "stacked": [5, 3, 1]}  # of inputs of 20, 11 and 1 frames
+                    "qformer": [8, 4, 2], "stacked": [5, 3, 1], "ctc_posterior": [20, 11, 1]}  # of 20, 11, 1 frames
+
+
+def bind_ctc_head(adapter, input_size: int, output_size: int, vocab: int = 7) -> None:
+    """ctc_posterior reads a CTC head (blank + vocab) and an LLM's embeddings; SpeechLLM binds the model's own."""
+    head = torch.nn.Linear(input_size, vocab + 1)
+    embeddings = torch.randn(vocab, output_size)
+    adapter.bind(lambda x: torch.log_softmax(head(x), dim=-1), lambda: embeddings)
 
 
 def test_every_adapter_is_tested():
@@ -31,6 +39,8 @@ def test_adapter_shapes_lengths_gradients_and_batch_independence(name):
     torch.manual_seed(0)
     adapter = build_part("speech_adapter", ADAPTERS[name], CONFS[name], input_size=10, output_size=12).eval()
     assert isinstance(adapter, AbsAdapter) and adapter.output_size() == 12
+    if name == "ctc_posterior":
+        bind_ctc_head(adapter, 10, 12)
     lengths = torch.tensor([20, 11, 1])
     x = torch.randn(3, 20, 10)
     x[1, 11:] = 100.0  # padding holds garbage (an encoder's output past the end): it must not leak
@@ -56,6 +66,10 @@ def test_config_errors_name_the_key():
         StackedAdapters(10, 12, [{"type": "stack", "conf": {"windw": 3}}])
     with pytest.raises(ValueError, match="must be >= 1"):
         ADAPTERS["qformer"](10, 12, window=0)
+    with pytest.raises(ValueError, match="ctc_posterior reads the model's CTC head"):
+        StackedAdapters(10, 12, [{"type": "stack"}, {"type": "ctc_posterior"}])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ADAPTERS["ctc_posterior"](10, 12, temperature=0.0)
 
 
 @pytest.mark.parametrize("name", ["dws_mlp", "qformer", "stacked"])

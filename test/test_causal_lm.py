@@ -1,12 +1,10 @@
 """The LM task (the combination paradigm's LLM fine-tuned on transcripts): trained through ESPnet's AbsTask from the
 command line, over the LLM's tokenizer or the corpus's BPE, exported as a transformers folder that scores exactly
 as the trained model did."""
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from speechllm.bin import lm_train
 from speechllm.bin.export_lm import export
 from speechllm.models.llm import load_causal_lm, load_tokenizer, token_ids
 from speechllm.tasks.causal_lm import CausalLMTask, load_lm_label_tokenizer
@@ -24,7 +22,9 @@ def sentence_logprob(llm, tokenizer, text: str) -> float:
 
 
 def train_lm(root, tokens_dir, *options):  # noqa: F811
-    """collect_stats, then 3 epochs of training, as the recipe runs them (python -m speechllm.bin.lm_train)."""
+    """collect_stats, then 3 epochs of training, through the recipe's entry point (speechllm.bin.lm_train.main) in
+    this process: the demo recipe's test runs it from the command line, and a fresh interpreter importing ESPnet
+    twice would add half a minute here."""
     data = root / "data"
     data.mkdir(parents=True)
     (data / "text").write_text("".join(f"utt{i:03d} {s}\n" for i, s in enumerate(SENTENCES[:48])))
@@ -32,14 +32,12 @@ def train_lm(root, tokens_dir, *options):  # noqa: F811
     common = ["--llm_conf", f"name_or_path={tokens_dir / 'llm'}", *options,
               "--train_data_path_and_name_and_type", f"{data / 'text'},text,text",
               "--valid_data_path_and_name_and_type", f"{data / 'valid'},text,text"]
-    run = [sys.executable, "-m", "speechllm.bin.lm_train"]
-    subprocess.run([*run, *common, "--collect_stats", "true", "--output_dir", str(root / "stats"),
-                    "--train_shape_file", str(data / "text"), "--valid_shape_file", str(data / "valid")],
-                   check=True, capture_output=True)
-    subprocess.run([*run, *common, "--output_dir", str(root / "exp"), "--max_epoch", "3", "--batch_size", "8",
-                    "--optim", "adam", "--optim_conf", "lr=0.01", "--num_att_plot", "0", "--fold_length", "150",
-                    "--train_shape_file", str(root / "stats/train/text_shape"),
-                    "--valid_shape_file", str(root / "stats/valid/text_shape")], check=True, capture_output=True)
+    lm_train.main([*common, "--collect_stats", "true", "--output_dir", str(root / "stats"),
+                   "--train_shape_file", str(data / "text"), "--valid_shape_file", str(data / "valid")])
+    lm_train.main([*common, "--output_dir", str(root / "exp"), "--max_epoch", "3", "--batch_size", "8",
+                   "--optim", "adam", "--optim_conf", "lr=0.01", "--num_att_plot", "0", "--fold_length", "150",
+                   "--train_shape_file", str(root / "stats/train/text_shape"),
+                   "--valid_shape_file", str(root / "stats/valid/text_shape")])
     return root / "exp"
 
 

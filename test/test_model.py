@@ -100,6 +100,8 @@ def test_targets_are_the_text_and_eos_only(tokens_dir):
     ("--llm_conf", "lora_conf=[r, 4]", "llm_conf.lora_conf: expected a mapping"),
     ("--model_conf", "interface=crossattention", "model_conf.interface: 'crossattention' is not one of"),
     ("--model_conf", "cross_attention_conf={every: 2}", "applies to interface cross_attention only"),
+    ("--model_conf", "speech_positions=aligned", "needs the prefix interface and a CTC head on the encoder over the LLM's tokens"),
+    ("--model_conf", "speech_positions=stretched", "model_conf.speech_positions: 'stretched' is not one of"),
 ])
 def test_bad_config_names_the_key(tokens_dir, key, value, message):
     with pytest.raises((ValueError, FileNotFoundError)) as error:
@@ -147,13 +149,18 @@ def test_unknown_key_in_yaml_config(tmp_path, capsys):
     assert f"encoderr (from {config})" in capsys.readouterr().err
 
 
-def logprob_by_full_recompute(prefix, token_ids, model, memory=None):
+def logprob_by_full_recompute(prefix, token_ids, model, memory=None, prefix_positions=None):
     """Log-probability of ``token_ids`` + EOS after an unpadded speech prefix, recomputing everything (no cache);
-    ``memory``: the utterance's speech for the cross-attention interface."""
+    ``memory``: the utterance's speech for the cross-attention interface; ``prefix_positions``: ``(prefix
+    positions, text start)`` for aligned speech positions."""
     targets = torch.tensor(list(token_ids) + [model.eos_id])
     embeds = torch.cat([prefix[None], model.embed_tokens(targets[None, :-1])], dim=1)
-    logits = model.run_llm(embeds, torch.ones(1, embeds.size(1), dtype=torch.long),
-                           memory=memory).logits[0, prefix.size(0) - 1:]
+    positions = None
+    if prefix_positions is not None:
+        before, start = prefix_positions
+        positions = torch.cat([before, start + torch.arange(targets.size(0) - 1)])[None]
+    logits = model.run_llm(embeds, torch.ones(1, embeds.size(1), dtype=torch.long), memory=memory,
+                           position_ids=positions).logits[0, prefix.size(0) - 1:]
     return torch.log_softmax(logits.float(), -1).gather(1, targets[:, None]).sum().item()
 
 
@@ -169,13 +176,18 @@ def open_gates(model):
             block.ffn_gate.fill_(-0.4)
 
 
-@pytest.mark.parametrize("beam_size,interface", [(1, "prefix"), (3, "prefix"), (3, "cross_attention")])
+ALIGNED = ("--model_conf", "speech_positions=aligned", "--model_conf", "prompt_suffix=<s>")
+
+
+@pytest.mark.parametrize("beam_size,interface", [(1, "prefix"), (3, "prefix"), (3, "cross_attention"),
+                                                 (3, "aligned")])
 def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size, interface):
     """The search's KV cache, left padding, positions and beam reordering (and, with cross-attention, the speech's
-    keys and values projected once and expanded to the beams) give exactly the log-probabilities of a plain full
-    recomputation of each utterance alone."""
-    extra = CROSS_ATTENTION if interface == "cross_attention" else ()
-    args = task_args(tokens_dir, "--llm_conf", "finetune=full", *extra)
+    keys and values projected once and expanded to the beams; with aligned speech positions, the fractional
+    positions from the CTC head's length) give exactly the log-probabilities of a plain full recomputation of each
+    utterance alone."""
+    extra = {"cross_attention": CROSS_ATTENTION, "aligned": ALIGNED}.get(interface, ())
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full", *extra, ctc_token_type="llm")
     torch.manual_seed(0)
     model = SpeechLLMTask.build_model(args).eval()
     if interface == "cross_attention":
@@ -192,9 +204,80 @@ def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size
             unpadded = prefix[i, -int(mask[i].sum()):]
             n = int(speech_lengths[i])
             memory = model.speech_memory(speech_embeds[i:i + 1, :n], speech_lengths[i:i + 1])
+            positions = None
+            if interface == "aligned":
+                alone = model.encode_speech(batch["speech"][i:i + 1, :int(batch["speech_lengths"][i])],
+                                            batch["speech_lengths"][i:i + 1])
+                before, start = model.prefix_positions(torch.ones(1, unpadded.size(0), dtype=torch.long),
+                                                       speech_lengths[i:i + 1],
+                                                       model.ctc_length(alone.encoded, alone.encoded_lengths))
+                positions = before[0], start[0]
             for hyp in nbest:
-                expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model, memory)
-                assert hyp.logprob == pytest.approx(expected, abs=1e-3)
+                expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model, memory, positions)
+                assert hyp.logprob == pytest.approx(expected, abs=1e-3, rel=1e-4)
+
+
+def test_aligned_speech_positions_put_each_tokens_speech_at_one_relative_distance(tokens_dir):
+    """speech_positions aligned: [BOS] keeps position 0 and the suffix 1, the speech frames spread evenly over the
+    positions of the tokens they say (fractional), the text counts on from the suffix as if the speech were not
+    there; left padding is ignored. The query predicting token k (the suffix for k = 0, then text input k - 1) and
+    the middle of token k's share of the speech are 0.5 apart in every utterance."""
+    model = SpeechLLMTask.build_model(task_args(tokens_dir, *ALIGNED, ctc_token_type="llm"))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]])  # BOS, 4 or 6 frames, suffix
+    positions, start = model.prefix_positions(mask, torch.tensor([4, 6]), torch.tensor([2, 3]))
+    assert positions[0].tolist() == [0, 0, 0, 1.25, 1.75, 2.25, 2.75, 1]
+    assert positions[1].tolist() == [0, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75, 1]
+    assert start.tolist() == [2, 2]
+    for row, frames, tokens in ((0, 4, 2), (1, 6, 3)):
+        per_token = frames // tokens
+        first_frame = 7 - frames
+        for k in range(tokens):
+            query = float(start[row]) - 1 + k
+            speech = positions[row, first_frame + k * per_token: first_frame + (k + 1) * per_token].mean()
+            assert float(speech) - query == pytest.approx(0.5)
+    # Training spreads the speech too: the loss differs from the sequential model's with the same weights.
+    sequential = SpeechLLMTask.build_model(task_args(tokens_dir, "--model_conf", "prompt_suffix=<s>",
+                                                     ctc_token_type="llm"))
+    sequential.load_state_dict(model.state_dict())
+    batch = make_batch(task_args(tokens_dir, ctc_token_type="llm"))
+    torch.manual_seed(0)
+    aligned_loss = model.eval()(**batch)[1]["loss_llm"]
+    assert not torch.allclose(aligned_loss, sequential.eval()(**batch)[1]["loss_llm"])
+    with pytest.raises(ValueError, match="set model_conf.prompt_suffix"):
+        SpeechLLMTask.build_model(task_args(tokens_dir, "--model_conf", "speech_positions=aligned",
+                                            ctc_token_type="llm"))
+
+
+def posterior_args(tokens_dir, ctc_token_type="llm", **adapter_conf):
+    args = task_args(tokens_dir, "--llm_conf", "finetune=full", "--speech_adapter", "ctc_posterior",
+                     ctc_token_type=ctc_token_type)
+    args.speech_adapter_conf = adapter_conf  # in place of task_args' conv1d_mlp options
+    return args
+
+
+def test_ctc_posterior_adapter_reads_the_ctc_heads_soft_transcript_in_the_llms_embeddings(tokens_dir):
+    """LegoSLM's adapter: each speech embedding is the CTC posteriors (at the temperature) times [blank; the LLM's
+    token embeddings], not layer-normalised. The LLM's loss trains the CTC head through it only with detach false."""
+    args = posterior_args(tokens_dir, temperature=2.0)
+    model = SpeechLLMTask.build_model(args)
+    assert model.speech_norm is None
+    batch = make_batch(args)
+    encoded, lengths = model.encode(batch["speech"], batch["speech_lengths"])
+    embeds, embed_lengths = model.speech_embeddings(encoded, lengths)
+    assert embed_lengths.tolist() == lengths.tolist()
+    probs = torch.softmax(model.ctc.log_softmax(encoded) / 2.0, dim=-1)
+    table = torch.cat([model.adapter.blank[None], model.llm.get_input_embeddings().weight[: probs.size(-1) - 1]])
+    n = int(lengths[1])
+    assert torch.allclose(embeds[1, :n], probs[1, :n] @ table, atol=1e-6)
+    assert embeds[1, n:].abs().sum() == 0  # padding frames stay zero
+    for detach in (True, False):
+        model = SpeechLLMTask.build_model(posterior_args(tokens_dir, detach=detach))
+        model.ctc_weight = 0.0  # the LLM's loss only
+        model(**batch)[0].backward()
+        assert model.adapter.blank.grad.abs().sum() > 0
+        assert (model.ctc.ctc_lo.weight.grad is None) == detach
+    with pytest.raises(ValueError, match="set ctc_token_type: llm"):
+        SpeechLLMTask.build_model(posterior_args(tokens_dir, ctc_token_type="bpe"))  # a CTC BPE of its own
 
 
 def test_cross_attention_interface_trains_only_its_blocks_and_starts_as_the_llm(tokens_dir):
@@ -317,6 +400,42 @@ def test_toy_llm_pretraining_learns_the_transcripts(tmp_path):
         with torch.no_grad():
             losses[steps] = model(input_ids=ids, labels=ids).loss.item()
     assert losses[150] < 0.6 * losses[0], losses
+
+
+def test_toy_llm_learns_to_write_a_sentence_from_its_misspelt_copy_at_aligned_positions(tmp_path):
+    """pretrain_aligned_copies: [BOS, copy, BOS] at the positions SpeechLLM gives aligned speech with a one-token
+    suffix; after pretraining on nothing but such copies, reading the exact copy beats reading another sentence's."""
+    import random
+
+    from transformers import AutoModelForCausalLM
+
+    from speechllm.bin.prepare_tokens import aligned_positions, misspelt
+
+    assert aligned_positions(4, 2) == [0, 1.25, 1.75, 2.25, 2.75, 1, 2, 3, 4]
+    rng = random.Random(0)
+    copies = [misspelt(list(range(10, 30)), 64, 5, rng, 0.2) for _ in range(200)]
+    kept = sum(len(c) for c in copies) / (20 * 200)
+    changed = sum(sum(a != b for a, b in zip(c, range(10, 30))) for c in copies if len(c) == 20)
+    assert 0.85 < kept < 0.95 and changed > 0  # a tenth dropped, some replaced
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump({**TOY, "pretrain_steps": 120, "pretrain_lr": 0.01,
+                                                       "pretrain_aligned_copies": 1.0, "pretrain_path_noise": 0.0}))
+    letters = random.Random(1)
+    sentences = [" ".join(letters.choice("abcdefgh") for _ in range(6)) for _ in range(3000)]  # unmemorisable
+    make_toy_llm(tmp_path / "toy.yaml", sentences, tmp_path / "llm")
+    tokenizer = load_tokenizer(str(tmp_path / "llm"))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "llm").eval()
+
+    def loss(copy_of: str, target: str) -> float:
+        copy, text = token_ids(tokenizer, copy_of), token_ids(tokenizer, target)
+        ids = [tokenizer.bos_token_id, *copy, tokenizer.bos_token_id, *text, tokenizer.eos_token_id]
+        labels = [-100] * (len(copy) + 2) + text + [tokenizer.eos_token_id]
+        positions = aligned_positions(len(copy), len(text))
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]),
+                         position_ids=torch.tensor([positions])).loss.item()
+
+    held_out = ["h g f e d c", "c a b h a g"]
+    assert loss(held_out[0], held_out[0]) < 0.5 * loss(held_out[1], held_out[0])  # measured: 0.004 against 7.8
 
 
 @pytest.mark.parametrize("conf,message", [

@@ -122,6 +122,44 @@ def test_checkpoint_leaves_out_the_frozen_upstream_and_loads_back(models_dir):
         assert torch.equal(a, b), f"{name}: the frozen upstream must be the pretrained one"
 
 
+def test_lora_on_the_upstream_trains_only_its_adapters_and_checkpoints_them(models_dir):
+    """frontend_conf.finetune lora (Pham et al.'s encoder LoRA): peft adapters injected into the HuBERT's q_proj and
+    v_proj, the rest of the upstream frozen; checkpoints keep the adapters and leave the frozen weights out."""
+    args = task_args(models_dir, "--frontend_conf", "finetune=lora", "--frontend_conf", "lora_conf={r: 4}")
+    model = SpeechLLMTask.build_model(args)
+    trainable = {n: p.numel() for n, p in model.frontend.upstream.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n and ("q_proj" in n or "v_proj" in n) for n in trainable)
+    assert sum(trainable.values()) == HUBERT_LAYERS * 2 * 4 * (32 + 32)  # layers x (q, v) x r x (in + out)
+    loss, _, _ = model(**make_batch(args))
+    loss.backward()
+    lora_b = [p.grad for n, p in model.frontend.upstream.named_parameters() if "lora_B" in n]
+    assert lora_b and all(g is not None and g.abs().sum() > 0 for g in lora_b)
+    with torch.no_grad():
+        for name, p in model.frontend.upstream.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # trained-like adapters, so that a load that dropped them would show
+    state = model.state_dict()
+    upstream_keys = [k for k in state if k.startswith("frontend.upstream.")]
+    assert upstream_keys and all("lora_" in k for k in upstream_keys)
+    rebuilt = SpeechLLMTask.build_model(args)
+    rebuilt.load_state_dict(state, strict=True)
+    batch = make_batch(args)
+    model.eval(), rebuilt.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.frontend(batch["speech"], batch["speech_lengths"])[0],
+                                   model.frontend(batch["speech"], batch["speech_lengths"])[0])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--frontend_conf", "finetune=lora", *FREEZE), "which --freeze_param ['frontend.upstream'] freezes again"),
+    (("--frontend_conf", "finetune=lorra"), "frontend_conf.finetune: 'lorra' is not one of"),
+    (("--frontend_conf", "lora_conf={r: 4}"), "frontend_conf.lora_conf is set but frontend_conf.finetune is ''"),
+])
+def test_upstream_finetune_errors_name_the_option(models_dir, extra, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        SpeechLLMTask.build_model(task_args(models_dir, *extra))
+
+
 def test_output_lengths_follow_the_input(models_dir):
     args = task_args(models_dir, *FREEZE)
     model = SpeechLLMTask.build_model(args).eval()

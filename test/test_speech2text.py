@@ -2,6 +2,7 @@
 untrained model (fbank -> adapter -> toy LLM) written as a recipe would write it."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ import soundfile
 import torch
 import yaml
 
+from speechllm.bin import transcribe
 from speechllm.bin.pack import pack, unpack
 from speechllm.tasks.speech_llm import SpeechLLMTask
 from test_model import tokens_dir  # noqa: F401 (fixture)
@@ -128,19 +130,22 @@ def test_unpacking_refuses_members_outside_the_folder(tmp_path):
         unpack(str(tmp_path / "notzip.zip"))
 
 
-def test_transcribe_command_prints_id_and_text(packed, tmp_path):
+def test_transcribe_command_prints_id_and_text(packed, tmp_path, capsys, monkeypatch):
     wav = tmp_path / "b.wav"
     soundfile.write(wav, speech(), RATE, subtype="FLOAT")
-    command = [sys.executable, "-m", "speechllm.bin.transcribe", str(packed), "--max_length", "6"]
-    out = subprocess.run(command + [str(wav)], capture_output=True, text=True, check=True).stdout
+    options = [str(packed), "--max_length", "6"]
+    # Once as a command (its entry point and exit status), then through its main() in this process.
+    out = subprocess.run([sys.executable, "-m", "speechllm.bin.transcribe", *options, str(wav)],
+                         capture_output=True, text=True, check=True).stdout
     key, text = out.rstrip("\n").split("\t")
     assert key == "b.wav" and isinstance(text, str)
-    scp = f"utt1 {wav}\nutt2 {wav}\n"
-    out = subprocess.run(command + ["-"], input=scp, capture_output=True, text=True, check=True).stdout
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"utt1 {wav}\nutt2 {wav}\n"))
+    assert transcribe.main([*options, "-"]) == 0
+    out = capsys.readouterr().out
     assert [line.split("\t")[0] for line in out.splitlines()] == ["utt1", "utt2"]
     assert {line.split("\t", 1)[1] for line in out.splitlines()} == {text}
-    proc = subprocess.run(command + [str(tmp_path / "missing.wav")], capture_output=True, text=True)
-    assert proc.returncode == 1 and "missing.wav" in proc.stderr
+    assert transcribe.main([*options, str(tmp_path / "missing.wav")]) == 1
+    assert "missing.wav" in capsys.readouterr().err
 
 
 def test_an_utterance_decodes_alike_alone_and_in_a_padded_batch(model_dir):

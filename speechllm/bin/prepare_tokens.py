@@ -30,6 +30,9 @@ TOY_LLM_DEFAULTS = dict(
     pretrain_steps=0, pretrain_batch_size=32, pretrain_lr=0.002,
     # Share of pretraining examples that are CTC paths -> transcript (see pretrain_on_text); > 0 adds <blank>.
     pretrain_ctc_paths=0.0, pretrain_path_noise=0.1,
+    # Share of pretraining examples that are a misspelt copy of a sentence at aligned positions -> the sentence
+    # (model_conf.speech_positions aligned with the ctc_posterior adapter and ctc_compress; see pretrain_on_text).
+    pretrain_aligned_copies=0.0,
 )
 BLANK_TOKEN = "<blank>"  # the CTC blank as a token of the toy LLM (model_conf.ctc_blank_token)
 ARCHITECTURES = {"llama": "LlamaConfig", "qwen2": "Qwen2Config"}
@@ -103,7 +106,8 @@ def make_toy_llm(config_file: Path, sentences: list, out_dir: Path) -> None:
     tokenizer = train_llm_tokenizer(sentences, conf["vocab_size"], blank=conf["pretrain_ctc_paths"] > 0)
     tokenizer.save_pretrained(out_dir)
     config_class = getattr(transformers, ARCHITECTURES[conf.pop("architecture")])
-    pretrain = {key: conf.pop(f"pretrain_{key}") for key in ("steps", "batch_size", "lr", "ctc_paths", "path_noise")}
+    pretrain = {key: conf.pop(f"pretrain_{key}")
+                for key in ("steps", "batch_size", "lr", "ctc_paths", "path_noise", "aligned_copies")}
     torch.manual_seed(conf.pop("seed"))
     config = config_class(bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=True, **conf)
     model = transformers.AutoModelForCausalLM.from_config(config)
@@ -127,8 +131,33 @@ def ctc_path(ids: list, blank: int, vocab_size: int, rng, noise: float) -> list:
     return path
 
 
+def misspelt(ids: list, vocab_size: int, first_id: int, rng, noise: float) -> list:
+    """``ids`` with a share ``noise`` of its tokens replaced by random ones and half that share dropped: what a
+    CTC head's greedy transcript makes of a sentence."""
+    out = []
+    for token in ids:
+        draw = rng.random()
+        if draw < noise / 2:
+            continue
+        out.append(rng.randrange(first_id, vocab_size) if draw < 1.5 * noise else token)
+    return out
+
+
+def aligned_positions(prefix: int, length: int) -> list:
+    """Positions of ``[BOS, prefix x N, BOS, text x L, EOS]`` as SpeechLLM gives them with aligned speech and a
+    one-token prompt_suffix (speechllm.models.positions): BOS 0, the separator 1, the N prefix elements spread
+    over the positions of the L tokens they stand for, the text from 2."""
+    import torch
+
+    from speechllm.models.positions import aligned_prefix_positions
+
+    positions, start = aligned_prefix_positions(torch.ones(1, prefix + 2, dtype=torch.long), torch.tensor([prefix]),
+                                                1, torch.tensor([length]))
+    return positions[0].tolist() + [float(start[0]) + i for i in range(length + 1)]
+
+
 def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: int, lr: float,
-                     ctc_paths: float = 0.0, path_noise: float = 0.1) -> None:
+                     ctc_paths: float = 0.0, path_noise: float = 0.1, aligned_copies: float = 0.0) -> None:
     """Causal-LM training on the transcripts, as an LLM is pretrained on text before it meets speech: the speech
     LLM then starts from a model that knows the language, and only has to learn to listen.
 
@@ -136,7 +165,13 @@ def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: 
     loss on the sentence only: the toy LLM learns to read token runs and blanks (the form of the speech embeddings
     under ``model_conf.ctc_head: llm_embeddings`` with ``ctc_blank_token: <blank>``) and write what they spell.
     A pretrained LLM brings that reading ability from its own pretraining; a 3-layer toy LLM does not learn it
-    from 1500 utterances of speech in minutes."""
+    from 1500 utterances of speech in minutes.
+
+    With ``aligned_copies`` > 0, that share is ``[BOS, misspelt copy of a sentence, BOS, sentence, EOS]`` at the
+    aligned positions of ``model_conf.speech_positions: aligned`` with ``prompt_suffix: <s>``
+    (``aligned_positions``), loss on the sentence: the form in
+    which a speech LLM with the ctc_posterior adapter and ctc_compress hands the LLM the CTC head's transcript, as
+    its own token embeddings, each near the position of the token it stands for."""
     import random
 
     import torch
@@ -145,13 +180,21 @@ def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: 
     blank = tokenizer.convert_tokens_to_ids(BLANK_TOKEN) if ctc_paths > 0 else None
     sentence_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences if s]
 
+    first_id = max(tokenizer.all_special_ids) + 1
+
     def example(ids: list) -> tuple:
-        """(input ids, labels): the labels cover what the speech LLM is trained to write."""
+        """(input ids, labels, positions): the labels cover what the speech LLM is trained to write."""
         if blank is not None and rng.random() < ctc_paths:
             head = [tokenizer.bos_token_id] + ctc_path(ids, blank, len(tokenizer), rng, path_noise)
-            return head + ids + [tokenizer.eos_token_id], [-100] * len(head) + ids + [tokenizer.eos_token_id]
+            row = head + ids + [tokenizer.eos_token_id]
+            return row, [-100] * len(head) + ids + [tokenizer.eos_token_id], list(range(len(row)))
+        if rng.random() < aligned_copies:
+            copy = misspelt(ids, len(tokenizer), first_id, rng, path_noise)
+            head = [tokenizer.bos_token_id] + copy + [tokenizer.bos_token_id]
+            return (head + ids + [tokenizer.eos_token_id], [-100] * len(head) + ids + [tokenizer.eos_token_id],
+                    aligned_positions(len(copy), len(ids)))
         row = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
-        return row, row
+        return row, row, list(range(len(row)))
 
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -160,11 +203,12 @@ def pretrain_on_text(model, tokenizer, sentences: list, steps: int, batch_size: 
     for step in range(1, steps + 1):
         picked = [example(sentence_ids[i])
                   for i in torch.randint(len(sentence_ids), (batch_size,), generator=generator).tolist()]
-        width = max(len(row) for row, _ in picked)
-        ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row, _ in picked])
-        labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in picked])
-        mask = (torch.arange(width)[None] < torch.tensor([len(row) for row, _ in picked])[:, None]).long()
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        width = max(len(row) for row, _, _ in picked)
+        ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row, _, _ in picked])
+        labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels, _ in picked])
+        positions = torch.tensor([pos + [0.0] * (width - len(pos)) for _, _, pos in picked])
+        mask = (torch.arange(width)[None] < torch.tensor([len(row) for row, _, _ in picked])[:, None]).long()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels, position_ids=positions).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -89,7 +89,13 @@ class SpeechLLMScorer(Scorer):
         self.prefix_lengths = mask.sum(-1)
         self.cache = DynamicCache()
         memory = model.speech_memory(speech.speech_embeds, speech.speech_lengths)
-        logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1, memory=memory).logits[:, -1]
+        positions = self.next_positions = None  # None: counted from the mask (sequential speech positions)
+        if model.aligned_positions:
+            heard = model.ctc_length(speech.encoded, speech.encoded_lengths)
+            positions, start = model.prefix_positions(mask, speech.speech_lengths, heard)
+            self.next_positions = start.repeat_interleave(beams_per_utterance)
+        logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1, memory=memory,
+                               position_ids=positions).logits[:, -1]
         self.memory = memory.repeat_interleave(beams_per_utterance) if memory is not None else None
         self.cache.batch_repeat_interleave(beams_per_utterance)
         self.logits = logits.repeat_interleave(beams_per_utterance, dim=0)
@@ -102,8 +108,12 @@ class SpeechLLMScorer(Scorer):
         self.cache.reorder_cache(rows)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.size(0), 1)], dim=1)
         embeds = self.model.embed_tokens(new_tokens[:, None])
+        positions = None
+        if self.next_positions is not None:
+            positions = self.next_positions[rows][:, None]
+            self.next_positions = self.next_positions[rows] + 1
         self.logits = self.model.run_llm(embeds, self.mask, past_key_values=self.cache, logits_to_keep=1,
-                                         memory=self.memory).logits[:, -1]
+                                         memory=self.memory, position_ids=positions).logits[:, -1]
 
 
 class CausalLMScorer(Scorer):

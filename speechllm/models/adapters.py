@@ -11,7 +11,10 @@ Register new ones in ``ADAPTERS`` (the task's ``speech_adapter`` choices, type-c
 * ``conv1d_transformer``: the strided Conv1d, then a few Transformer layers over the downsampled frames;
 * ``qformer``: a fixed number of learned queries per window of frames, cross-attending to that window (Q-Former
   style); ``window / num_queries`` is its downsampling;
-* ``stacked``: several of the above in a chain, e.g. ``stack`` then ``conv1d_transformer``.
+* ``stacked``: several of the above in a chain, e.g. ``stack`` then ``conv1d_transformer``;
+* ``ctc_posterior``: each frame's CTC posteriors over the LLM's tokens times the LLM's own input embeddings
+  (LegoSLM, Ma et al. 2025, arXiv 2505.11352): the LLM reads a soft transcript in its own embedding space. It needs
+  the model's CTC head over the LLM's tokens (``ctc_token_type: llm``), which ``SpeechLLM`` binds to it.
 """
 from __future__ import annotations
 
@@ -206,9 +209,14 @@ class StackedAdapters(AbsAdapter):
         for i, spec in enumerate(adapters):
             unknown = sorted(set(spec) - {"type", "conf"})
             name = spec.get("type")
+            chainable = sorted(set(ADAPTERS) - {"stacked", "ctc_posterior"})
+            if name == "ctc_posterior":
+                raise ValueError(f"speech_adapter_conf.adapters[{i}]: ctc_posterior reads the model's CTC head, not "
+                                 f"the adapter before it: use it alone (speech_adapter: ctc_posterior) or chain "
+                                 f"{chainable}")
             if unknown or name not in ADAPTERS or name == "stacked":
                 raise ValueError(f"speech_adapter_conf.adapters[{i}]: {spec!r}: expected {{type: NAME, conf: {{...}}}} "
-                                 f"with NAME one of {sorted(set(ADAPTERS) - {'stacked'})}")
+                                 f"with NAME one of {chainable}")
             chain.append(build_part(f"speech_adapter_conf.adapters[{i}]", ADAPTERS[name], spec.get("conf"),
                                     input_size=size, output_size=output_size))
             size = output_size
@@ -225,6 +233,49 @@ class StackedAdapters(AbsAdapter):
         return x, lengths
 
 
+class CTCPosteriorAdapter(AbsAdapter):
+    """Frame t's embedding is ``sum_v p_t(v) E[v]``: the CTC head's posteriors (sharpened or flattened by
+    ``temperature``, LegoSLM's knob between the speech and the LLM at decoding time) weighing the LLM's input
+    embeddings ``E``; the blank's share weighs a learned vector. No downsampling: model_conf.ctc_compress drops the
+    blank frames before it. ``detach``: the posteriors are read, not trained, by the LLM's loss (the CTC head learns
+    from its own loss only); on the demo, the LLM's gradient through them slowed the CTC head (its dev loss 30.7
+    after 5 epochs against 24.0)."""
+
+    in_llm_space = True  # its output is already at the scale of the LLM's token embeddings: SpeechLLM adds no norm
+
+    def __init__(self, input_size: int, output_size: int, temperature: float = 1.0, detach: bool = True):
+        super().__init__(output_size)
+        if temperature <= 0:
+            raise ValueError(f"speech_adapter_conf.temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        self.detach = detach
+        self.blank = torch.nn.Parameter(torch.zeros(output_size))
+        self._log_probs = self._token_embeddings = None
+
+    def bind(self, ctc_log_probs, token_embeddings) -> None:
+        """``ctc_log_probs(x)``: the CTC head's ``(B, T, 1 + V)`` log-posteriors, blank first (the CTC-id convention
+        of speechllm.text.tokenizers); ``token_embeddings()``: the LLM's input embedding matrix, looked up at each
+        call. Getters, not submodules: the CTC head and the LLM are the model's, and stay out of this state dict."""
+        weight = token_embeddings()
+        with torch.no_grad():  # the blank starts as an average token: neither speech nor silence yet
+            self.blank.copy_(weight.detach().float().mean(0))
+        self._log_probs, self._token_embeddings = ctc_log_probs, token_embeddings
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths
+
+    def forward(self, x, lengths):
+        if self._log_probs is None:
+            raise RuntimeError("speech_adapter ctc_posterior reads the model's CTC head: SpeechLLM binds it")
+        # softmax(log_softmax(z) / T) = softmax(z / T): any CTC head's log-posteriors take the temperature.
+        log_probs = self._log_probs(x.detach() if self.detach else x).float()
+        probs = torch.softmax((log_probs.detach() if self.detach else log_probs) / self.temperature, dim=-1)
+        tokens = self._token_embeddings().float()
+        vocab = probs.size(-1) - 1
+        y = probs[..., :1] * self.blank.float() + probs[..., 1:] @ tokens[:vocab]
+        return zero_padding(y.to(x.dtype), lengths), lengths
+
+
 ADAPTERS = {
     "conv1d_mlp": Conv1dMLPAdapter,
     "dws_mlp": DepthwiseSeparableMLPAdapter,
@@ -232,4 +283,5 @@ ADAPTERS = {
     "conv1d_transformer": Conv1dTransformerAdapter,
     "qformer": QFormerAdapter,
     "stacked": StackedAdapters,
+    "ctc_posterior": CTCPosteriorAdapter,
 }

@@ -171,15 +171,17 @@ def convert_gguf(gguf_path: str, out_dir: str) -> Path:
 
 
 def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[LoraOptions],
-                      where: str = "llm_conf") -> torch.nn.Module:
-    """``full``: every weight trains; ``frozen``: none; ``lora``: peft LoRA adapters on ``lora.target_modules``."""
+                      where: str = "llm_conf", in_place: bool = False) -> torch.nn.Module:
+    """``full``: every weight trains; ``frozen``: none; ``lora``: peft LoRA adapters on ``lora.target_modules``.
+    ``in_place``: the adapters are injected into ``model`` itself (peft.inject_adapter_in_model) instead of a
+    PeftModel around it, for modules that are not transformers models (an S3PRL upstream)."""
     if finetune == "full":
         model.requires_grad_(True)
         return model
     model.requires_grad_(False)
     if finetune == "frozen":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, inject_adapter_in_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
@@ -195,7 +197,12 @@ def set_finetune_mode(model: torch.nn.Module, finetune: str, lora: Optional[Lora
         target_modules=list(lora.target_modules),
         bias="none",
     )
-    return get_peft_model(model, config)
+    if not in_place:
+        return get_peft_model(model, config)
+    model = inject_adapter_in_model(config, model)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return model
 
 
 def trainable_parameter_count(module: torch.nn.Module) -> int:

@@ -2,7 +2,8 @@
 
 A YAML config selects and configures each part, ESPnet style::
 
-    frontend: default            # or s3prl (HuBERT/WavLM/wav2vec2 through ESPnet's S3prlFrontend)
+    frontend: default            # or s3prl (HuBERT/WavLM/wav2vec2 through ESPnet's S3prlFrontend; its
+                                 # frontend_conf.finetune: frozen | lora | full, models/s3prl_frontend.py)
     frontend_conf: {n_mels: 80}
     encoder: conformer           # optional: none, transformer, conformer, e_branchformer, rnn
     encoder_conf: {output_size: 256, num_blocks: 6}
@@ -37,7 +38,6 @@ from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.encoder.rnn_encoder import RNNEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
-from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
@@ -50,7 +50,9 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, str_or_none
 
 from speechllm.compat import ensure_s3prl_importable
+from speechllm.data import augment
 from speechllm.models.adapters import ADAPTERS, AbsAdapter
+from speechllm.models.s3prl_frontend import S3prlFrontend
 from speechllm.models.cross_attention import LLMCrossAttention, decoder_layers
 from speechllm.models.fbank_frontend import FbankFrontend
 from speechllm.models.embedding_ctc import EmbeddingCTC
@@ -108,6 +110,10 @@ DEFAULT_MODEL_CONF = dict(
     prompt_suffix="",            # text after the speech embeddings
     prompt_variants=[],          # instruction variants: in training each utterance reads prompt or one of these,
                                  # drawn uniformly (decoding reads prompt, or the decoding option prompt)
+    speech_positions="sequential",  # sequential: the speech takes one LLM position per embedding; aligned: the
+                                 # speech is spread over the positions of the text it says, so a rotary LLM finds
+                                 # each token's speech at a fixed relative distance (SpeechLLM.prefix_positions;
+                                 # decoding takes the length from the CTC head over the LLM's tokens)
     interface="prefix",          # how the LLM reads the speech: prefix (embeddings between prompt and suffix) or
                                  # cross_attention (gated cross-attention blocks before its decoder layers; the
                                  # prefix holds the prompt only; models/cross_attention.py)
@@ -316,6 +322,7 @@ class SpeechLLMTask(PretrainedLLMTask):
                                 "mask_prob, missing_prob, snr_low, snr_high, mask_fraction "
                                 "(models/visual_injection.AudioCorruption)")
         group = parser.add_argument_group(description="Preprocess related")
+        augment.add_arguments(group)
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -335,10 +342,14 @@ class SpeechLLMTask(PretrainedLLMTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         if not args.use_preprocessor:
             return FloatLipROIs()
+        augmentation = augment.SpeechAugmentation.from_args(args) if train else None
+        if augmentation is not None and speech_is_features(args):
+            raise ValueError("--rir_scp/--noise_scp change the training audio, but the training speech is dumped "
+                             "frontend output: train from audio (--dump_frontend false) or drop them")
         return FloatLipROIs(SpeechLLMPreprocessor(
             train=train, load_label_tokenizer=functools.partial(load_label_tokenizer, args),
             ctc_bpemodel=args.ctc_bpemodel, ctc_token_type=ctc_token_type(args),
-            speech_is_features=speech_is_features(args)))
+            speech_is_features=speech_is_features(args), augmentation=augmentation))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -439,8 +450,15 @@ class SpeechLLMTask(PretrainedLLMTask):
             if visual else (),
             injection_pretraining=model_conf["injection_pretraining"],
             audio_corruption=AudioCorruption(**visual["audio_corruption_conf"]) if visual else None,
+            speech_positions=model_conf["speech_positions"],
         )
-        freeze_parameters(model, getattr(args, "freeze_param", None) or [])
+        freeze_param = getattr(args, "freeze_param", None) or []
+        if getattr(frontend, "finetune", "") in ("lora", "full") and any(
+                "frontend.upstream".startswith(p) or p.startswith("frontend.upstream") for p in freeze_param):
+            raise ValueError(f"frontend_conf.finetune {frontend.finetune} trains weights inside frontend.upstream, "
+                             f"which --freeze_param {freeze_param} freezes again: drop that --freeze_param (the "
+                             "finetune option already freezes what it does not train)")
+        freeze_parameters(model, freeze_param)
         if visual is not None:
             freeze_for_visual_training(model, sfm, model_conf["injection_pretraining"])
         for part, trainable, total in model.trainable_summary():

@@ -160,8 +160,10 @@ class SpeechLLMPreprocessor:
     (``text_ctc``). ``load_label_tokenizer()`` gives the LLM's label units (its tokenizer or ``BPELabelUnits``)."""
 
     def __init__(self, train: bool, load_label_tokenizer: Callable[[], object], ctc_bpemodel: Optional[str] = None,
-                 text_name: str = "text", ctc_token_type: str = "bpe", speech_is_features: bool = False):
+                 text_name: str = "text", ctc_token_type: str = "bpe", speech_is_features: bool = False,
+                 augmentation: Optional[Callable[[np.ndarray], np.ndarray]] = None):
         self.train = train
+        self.augmentation = augmentation  # RIR and noise on the training audio (speechllm.data.augment)
         self.speech_is_features = speech_is_features  # (frames, dims) from a frozen frontend's dump
         self.load_label_tokenizer = load_label_tokenizer
         self.ctc_bpemodel = ctc_bpemodel
@@ -204,5 +206,7 @@ class SpeechLLMPreprocessor:
                     f"utterance '{uid}': speech has shape {speech.shape}; speechllm expects mono audio "
                     "(dump it with utils/dump_audio.sh --channel N)"
                 )
+            elif self.augmentation is not None and self.train:
+                speech = self.augmentation(speech)
             data["speech"] = speech.astype(np.float32)
         return data

@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The ablations of the integration papers (Schmitt et al.; Pham et al.) on the demo corpus, one switch at a time
-# against the recipe's model (exp/train: conf/train.yaml): adapters, the attention interface, the label units, and
-# how the LLM is fine-tuned. Each row is conf/train.yaml with a few keys replaced (written to
+# against the demo's first model, the speech LLM with its speech embeddings as a plain prefix (conf/train_prefix.yaml,
+# trained into exp/train_prefix): adapters, the attention interface, the positions of the speech, the label units,
+# and how the LLM is fine-tuned. Each row is conf/train_prefix.yaml with a few keys replaced (written to
 # exp/ablation_conf/<row>.yaml), trained into exp/ablation_<row> and decoded on dev and test by the LLM alone
 # (conf/decode_llm.yaml) and jointly with CTC (conf/decode.yaml); then one table, exp/ablation.md: WER, training
-# time and trainable parameters per row. Rows already trained and decoded are not run again (the stages' own stamps),
-# so the script can be stopped and rerun.
+# time and trainable parameters per row, with the recipe's model (conf/train.yaml, exp/train) beside them. Rows
+# already trained and decoded are not run again (the stages' own stamps), so the script can be stopped and rerun.
 #   local/ablation.sh [--rows "adapter_stack interface_cross_attention ..."] [--run_args "--train_threads 1"]
 set -euo pipefail
 
-rows="adapter_dws_mlp adapter_stack adapter_conv1d_transformer adapter_qformer interface_cross_attention units_bpe \
-llm_frozen llm_lora"
+rows="adapter_dws_mlp adapter_stack adapter_conv1d_transformer adapter_qformer adapter_ctc_posterior \
+interface_cross_attention positions_aligned units_bpe llm_frozen llm_lora"
 run_args=                      # more options of every ./run.sh call (e.g. --train_threads 1 beside another job)
 # shellcheck source=/dev/null
 . utils/parse_options.sh
 # shellcheck source=/dev/null
 . ./path.sh
 
-# row_patch ROW: the YAML that replaces keys of conf/train.yaml (top-level keys replace the recipe's, except
+base=conf/train_prefix.yaml
+# row_patch ROW: the YAML that replaces keys of the base config (top-level keys replace the recipe's, except
 # model_conf and llm_conf, which are merged key by key).
 row_patch() {
     case $1 in
@@ -29,8 +31,11 @@ row_patch() {
         adapter_qformer)  # 2 queries per window of 4 frames: the 2x downsampling of the others
             echo "{speech_adapter: qformer, speech_adapter_conf: {window: 4, num_queries: 2, hidden_size: 192," \
                 "num_layers: 1, attention_heads: 4, linear_units: 768}}" ;;
+        adapter_ctc_posterior)  # LegoSLM: the CTC head's posteriors times the LLM's embeddings, no downsampling
+            echo "{speech_adapter: ctc_posterior, speech_adapter_conf: {temperature: 1.0}}" ;;
         interface_cross_attention)  # a block before each of the toy LLM's 3 layers, gates closed at the start
             echo "{model_conf: {interface: cross_attention, cross_attention_conf: {every: 1, num_heads: 4}}}" ;;
+        positions_aligned) echo "{model_conf: {speech_positions: aligned, prompt_suffix: <s>}}" ;;
         units_bpe) echo "{}" ;;  # the template option below does it
         llm_frozen) echo "{llm_conf: {finetune: frozen}}" ;;
         llm_lora) echo "{llm_conf: {finetune: lora, lora_conf: {r: 16, alpha: 16}}}" ;;
@@ -46,14 +51,17 @@ row_options() {
     esac
 }
 
-[[ -f exp/train/config.yaml ]] || { echo "ablation.sh: run ./run.sh first (the reference model, exp/train)" >&2; exit 1; }
+[[ -f exp/train/config.yaml ]] || { echo "ablation.sh: run ./run.sh first (the recipe's model, exp/train)" >&2; exit 1; }
+./run.sh --train_config "${base}" --model_tag train_prefix --stage 7 --stop_stage 10 --decode_config conf/decode.yaml
+./run.sh --train_config "${base}" --model_tag train_prefix --stage 9 --stop_stage 10 --decode_config conf/decode_llm.yaml
 mkdir -p exp/ablation_conf
-systems=("prefix, conv1d_mlp adapter, LLM units, LLM fully trained (the recipe's model)=exp/train")
+systems=("the recipe's model: CTC posteriors, compressed, at aligned positions, toy LLM frozen (conf/train.yaml)=exp/train"
+         "prefix, conv1d_mlp adapter, LLM units, LLM fully trained (conf/train_prefix.yaml, the base)=exp/train_prefix")
 for row in ${rows}; do
     patch=$(row_patch "${row}")
     config=exp/ablation_conf/${row}.yaml
     # Rewritten only when it changes, so that a finished row's stamps stay valid.
-    python3 - conf/train.yaml "${patch}" "${config}.new" <<'EOF'
+    python3 - "${base}" "${patch}" "${config}.new" <<'EOF'
 import sys
 import yaml
 base, patch, out = yaml.safe_load(open(sys.argv[1])), yaml.safe_load(sys.argv[2]), sys.argv[3]
