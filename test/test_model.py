@@ -209,8 +209,7 @@ def test_cached_batched_search_scores_match_full_recompute(tokens_dir, beam_size
                 alone = model.encode_speech(batch["speech"][i:i + 1, :int(batch["speech_lengths"][i])],
                                             batch["speech_lengths"][i:i + 1])
                 before, start = model.prefix_positions(torch.ones(1, unpadded.size(0), dtype=torch.long),
-                                                       speech_lengths[i:i + 1],
-                                                       model.ctc_length(alone.encoded, alone.encoded_lengths))
+                                                       speech_lengths[i:i + 1], alone.heard_lengths)
                 positions = before[0], start[0]
             for hyp in nbest:
                 expected = logprob_by_full_recompute(unpadded, hyp.token_ids, model, memory, positions)

@@ -47,9 +47,7 @@ def text_attention(model, speech: torch.Tensor, token_ids: Sequence[int], layers
     ids = torch.tensor([list(token_ids)], dtype=torch.long)
     inputs = torch.cat([prefix, model.embed_tokens(ids)], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
-    # The model's own positions: the transcript's length spreads aligned speech (as in training).
-    before, start = model.prefix_positions(mask, speech_lengths, torch.tensor([ids.size(1)]))
-    positions = torch.cat([before, start[:, None] + torch.arange(ids.size(1))[None]], dim=1)
+    positions = model.positions_with_text(mask, speech_lengths, torch.tensor([ids.size(1)]), ids.size(1))
     out = model.llm(inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions, output_attentions=True)
     chosen = pick_layers(layers, len(out.attentions))
     attention = torch.stack([out.attentions[i][0].float().mean(0) for i in chosen]).mean(0)  # (Q, K)

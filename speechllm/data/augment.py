@@ -39,9 +39,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="a noise shorter than this share of the utterance is repeated, longer ones are cut")
 
 
-def audio_list(scp: str, option: str) -> list[str]:
-    """The audio paths of a wav.scp or a plain list, each checked readable; problems name the file and line."""
-    paths, problems = [], []
+def check_audio_list(scp: str, option: str) -> None:
+    """Every audio path of a wav.scp or a plain list is readable; problems name the file and line."""
+    readable, problems = 0, []
     try:
         lines = open(scp, encoding="utf-8").read().splitlines()
     except OSError as error:
@@ -62,11 +62,10 @@ def audio_list(scp: str, option: str) -> list[str]:
             problems.append(Problem(scp, number, f"'{path}' is not a readable audio file ({error})",
                                     "fix or remove the line"))
             continue
-        paths.append(path)
-    if not paths and not problems:
+        readable += 1
+    if not readable and not problems:
         problems.append(Problem(scp, None, "lists no audio file", f"give --{option} a non-empty list"))
     die_on(problems)
-    return paths
 
 
 class SpeechAugmentation:
@@ -80,9 +79,9 @@ class SpeechAugmentation:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"--{name} must be in [0, 1], got {value}")
         if rir_scp:
-            audio_list(rir_scp, "rir_scp")
+            check_audio_list(rir_scp, "rir_scp")
         if noise_scp:
-            audio_list(noise_scp, "noise_scp")
+            check_audio_list(noise_scp, "noise_scp")
         try:
             self.espnet = CommonPreprocessor(train=True, rir_scp=rir_scp or None, rir_apply_prob=rir_apply_prob,
                                              noise_scp=noise_scp or None, noise_apply_prob=noise_apply_prob,

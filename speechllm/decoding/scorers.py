@@ -34,6 +34,7 @@ class SpeechInput:
     encoded_lengths: torch.Tensor
     speech_embeds: torch.Tensor  # (B, N, D_llm) adapter output at the LLM's scale (the LLM's speech prefix); an
     speech_lengths: torch.Tensor  # acoustic model without an LLM repeats its encoder output (length limits count it)
+    heard_lengths: Optional[torch.Tensor] = None  # (B,) tokens the CTC head hears: aligned speech positions' length
 
     @property
     def batch_size(self) -> int:
@@ -91,8 +92,7 @@ class SpeechLLMScorer(Scorer):
         memory = model.speech_memory(speech.speech_embeds, speech.speech_lengths)
         positions = self.next_positions = None  # None: counted from the mask (sequential speech positions)
         if model.aligned_positions:
-            heard = model.ctc_length(speech.encoded, speech.encoded_lengths)
-            positions, start = model.prefix_positions(mask, speech.speech_lengths, heard)
+            positions, start = model.prefix_positions(mask, speech.speech_lengths, speech.heard_lengths)
             self.next_positions = start.repeat_interleave(beams_per_utterance)
         logits = model.run_llm(prefix, mask, past_key_values=self.cache, logits_to_keep=1, memory=memory,
                                position_ids=positions).logits[:, -1]
@@ -110,8 +110,9 @@ class SpeechLLMScorer(Scorer):
         embeds = self.model.embed_tokens(new_tokens[:, None])
         positions = None
         if self.next_positions is not None:
-            positions = self.next_positions[rows][:, None]
-            self.next_positions = self.next_positions[rows] + 1
+            positions = self.next_positions[rows]
+            self.next_positions = positions + 1
+            positions = positions[:, None]
         self.logits = self.model.run_llm(embeds, self.mask, past_key_values=self.cache, logits_to_keep=1,
                                          memory=self.memory, position_ids=positions).logits[:, -1]
 

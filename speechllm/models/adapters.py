@@ -268,8 +268,9 @@ class CTCPosteriorAdapter(AbsAdapter):
         if self._log_probs is None:
             raise RuntimeError("speech_adapter ctc_posterior reads the model's CTC head: SpeechLLM binds it")
         # softmax(log_softmax(z) / T) = softmax(z / T): any CTC head's log-posteriors take the temperature.
-        log_probs = self._log_probs(x.detach() if self.detach else x).float()
-        probs = torch.softmax((log_probs.detach() if self.detach else log_probs) / self.temperature, dim=-1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach):
+            log_probs = self._log_probs(x).float()
+        probs = torch.softmax(log_probs / self.temperature, dim=-1)
         tokens = self._token_embeddings().float()
         vocab = probs.size(-1) - 1
         y = probs[..., :1] * self.blank.float() + probs[..., 1:] @ tokens[:vocab]

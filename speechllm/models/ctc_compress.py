@@ -13,6 +13,16 @@ from typing import Tuple
 import torch
 
 
+def ctc_label_starts(labels: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> torch.Tensor:
+    """``(B, T)`` True where a run of one non-blank CTC label starts (CTC reads "a <b> a" as two tokens, "a a" as
+    one): the frames of the greedy transcript's tokens. ``labels`` ``(B, T)`` is the CTC argmax."""
+    valid = torch.arange(labels.size(1), device=labels.device)[None, :] < lengths[:, None]
+    speech = (labels != blank_id) & valid
+    previous_label = torch.nn.functional.pad(labels, (1, 0), value=blank_id)[:, :-1]
+    previous_speech = torch.nn.functional.pad(speech, (1, 0), value=False)[:, :-1]
+    return speech & ((labels != previous_label) | ~previous_speech)
+
+
 def ctc_compress(
     frames: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, blank_id: int = 0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -25,11 +35,7 @@ def ctc_compress(
     batch, time, _ = frames.shape
     valid = torch.arange(time, device=frames.device)[None, :] < lengths[:, None]
     speech = (labels != blank_id) & valid
-    previous_label = torch.nn.functional.pad(labels, (1, 0), value=blank_id)[:, :-1]
-    previous_speech = torch.nn.functional.pad(speech, (1, 0), value=False)[:, :-1]
-    # A run starts at a non-blank frame whose label differs from the previous frame's, or that follows a blank
-    # (CTC reads "a <b> a" as two tokens).
-    starts = speech & ((labels != previous_label) | ~previous_speech)
+    starts = ctc_label_starts(labels, lengths, blank_id)
     run_counts = starts.sum(1)
     empty = run_counts == 0
     run_index = starts.long().cumsum(1) - 1

@@ -31,6 +31,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from speechllm.models.adapters import CTCPosteriorAdapter
 from speechllm.models.cross_attention import LLMCrossAttention, SpeechMemory
 from speechllm.models.ctc_compress import ctc_compress as compress_by_ctc
+from speechllm.models.ctc_compress import ctc_label_starts
 from speechllm.models.embedding_ctc import EmbeddingCTC
 from speechllm.models.matching import matching_loss
 from speechllm.models.positions import aligned_prefix_positions
@@ -320,7 +321,8 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
 
         encoded, encoded_lengths = self.encode(speech, lengths, video, video_lengths, modes)
         speech_embeds, speech_lengths = self.speech_embeddings(encoded, encoded_lengths)
-        return SpeechInput(encoded, encoded_lengths, speech_embeds, speech_lengths)
+        heard = self.ctc_length(encoded, encoded_lengths) if self.aligned_positions else None
+        return SpeechInput(encoded, encoded_lengths, speech_embeds, speech_lengths, heard)
 
     def ctc_input(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, speech_embeds: torch.Tensor,
                   speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -348,25 +350,28 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         sequential: one position per element, the text after the suffix. aligned (``speech_positions``,
         models/positions.py): the speech spread evenly over the positions of the ``text_lengths`` tokens it says
         (fractional rotary positions), so that a rotary head finds each token's speech at a fixed relative distance
-        instead of learning the alignment from content alone, which a small LLM trained on little speech does not. Training spreads the speech over the
-        transcript's length, decoding over the length the CTC head hears (``ctc_length``; with ctc_compress, the
-        number of speech embeddings). (Spreading it over the CTC head's length in training too, which is poor in
+        instead of learning the alignment from content alone, which a small LLM trained on little speech does not.
+        Training spreads the speech over the transcript's length, decoding over the length the CTC head hears
+        (``SpeechInput.heard_lengths``; with ctc_compress, the number of speech embeddings). (Spreading it over the CTC head's length in training too, which is poor in
         the first epochs, lost the gain on the demo: dev accuracy 0.522 after 4 epochs against 0.575.)"""
         if not self.aligned_positions:
             positions = self.position_ids(prefix_mask)
             return positions, positions[:, -1] + 1
         return aligned_prefix_positions(prefix_mask, speech_lengths, len(self.prompt_suffix_ids), text_lengths)
 
+    def positions_with_text(self, prefix_mask: torch.Tensor, speech_lengths: torch.Tensor,
+                            text_lengths: torch.Tensor, text_width: int) -> torch.Tensor:
+        """``(B, P + text_width)`` position ids of the prefix followed by ``text_width`` text inputs (training, and
+        anything that scores a whole transcript at once): the speech spread over the transcript's length."""
+        before, start = self.prefix_positions(prefix_mask, speech_lengths, text_lengths)
+        text = start[:, None] + torch.arange(text_width, device=prefix_mask.device)[None]
+        return torch.cat([before.to(text.dtype), text], dim=1)
+
     @torch.no_grad()
     def ctc_length(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> torch.Tensor:
         """How many tokens the CTC head hears in each utterance ``(B,)`` (its greedy transcript's length): the text
         length that aligned speech positions assume in decoding."""
-        best = self.ctc.argmax(encoded)
-        lengths = encoded_lengths
-        valid = torch.arange(best.size(1), device=best.device)[None] < lengths[:, None]
-        new = torch.ones_like(best, dtype=torch.bool)
-        new[:, 1:] = best[:, 1:] != best[:, :-1]
-        return ((best != CTC_BLANK_ID) & new & valid).sum(-1)
+        return ctc_label_starts(self.ctc.argmax(encoded), encoded_lengths, CTC_BLANK_ID).sum(-1)
 
     def run_llm(self, inputs_embeds, attention_mask, past_key_values=None, logits_to_keep: int = 0, position_ids=None,
                 memory: Optional[SpeechMemory] = None):
@@ -424,11 +429,8 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         inputs = targets[:, :-1].clamp(min=0)
         inputs_embeds = torch.cat([prefix, self.embed_tokens(inputs)], dim=1)
         attention_mask = torch.cat([prefix_mask, target_mask[:, :-1].long()], dim=1)
-        position_ids = None
-        if self.aligned_positions:
-            prefix_positions, text_start = self.prefix_positions(prefix_mask, speech_lengths, text_lengths)
-            text_positions = text_start[:, None] + torch.arange(inputs.size(1), device=inputs.device)[None]
-            position_ids = torch.cat([prefix_positions, text_positions], dim=1)
+        position_ids = (self.positions_with_text(prefix_mask, speech_lengths, text_lengths, inputs.size(1))
+                        if self.aligned_positions else None)
         # Logits of the last prefix position and every text position predict targets[:, 0..T].
         logits = self.run_llm(inputs_embeds, attention_mask, logits_to_keep=targets.size(1), memory=memory,
                               position_ids=position_ids).logits

@@ -11,6 +11,7 @@ import jiwer
 import soundfile
 import torch
 
+from speechllm.models.ctc_compress import ctc_label_starts
 from speechllm.speech2text import Speech2Text
 from speechllm.text.tokenizers import CTC_BLANK_ID
 
@@ -37,12 +38,9 @@ def main() -> None:
             audio, _ = soundfile.read(path, dtype="float32")
             speech = torch.from_numpy(audio)[None]
             encoded, lengths = model.encode(speech, torch.tensor([speech.size(1)]))
-            ids, previous = [], None
-            for label in model.ctc.argmax(encoded)[0, : int(lengths[0])].tolist():
-                if label != previous and label != CTC_BLANK_ID:
-                    ids.append(label - 1)
-                previous = label
-            greedy[key] = tokenizer.decode(ids).strip()
+            labels = model.ctc.argmax(encoded)
+            ids = labels[ctc_label_starts(labels, lengths, CTC_BLANK_ID)] - 1  # CTC id = LLM id + 1
+            greedy[key] = tokenizer.decode(ids.tolist()).strip()
     keys = list(refs)
 
     def wer(hyps: dict) -> float:
