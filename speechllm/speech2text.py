@@ -36,6 +36,7 @@ from speechllm.text.tokenizers import prompt_label_ids
 # Model files a folder may hold, in the order they are preferred: an unpacked archive's, then a recipe's.
 MODEL_FILES = ("model.pth", "valid.acc.ave.pth", "valid.loss.ave.pth")
 AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
+VideoInput = Union[str, Path, np.ndarray, torch.Tensor]  # lip ROIs (frames, 96, 96) at 25 fps, or a .npy of them
 DEFAULT_SEGMENT_SECONDS = 30.0  # the maximum segment length of a frontend without a window of its own
 PROBE_SECONDS = 4.0  # audio encoded once to learn how many LLM positions a second of speech takes
 
@@ -48,6 +49,19 @@ class Transcript:
     token_ids: List[int]
     logprob: float  # summed over the segments
     segments: int = 1
+
+
+def load_lip_rois(video: VideoInput) -> np.ndarray:
+    """Lip ROIs ``(frames, 96, 96)`` from an array or a ``.npy`` file (what utils/extract_lip_roi.sh writes)."""
+    if isinstance(video, (str, Path)):
+        if not str(video).endswith(".npy"):
+            raise ValueError(f"video {video}: give the lip ROIs as a .npy array (frames, 96, 96) at 25 fps; extract "
+                             "them from a video file first with utils/extract_lip_roi.sh")
+        video = np.load(video)
+    rois = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    if rois.ndim != 3:
+        raise ValueError(f"video: lip ROIs must be shaped (frames, height, width), got {rois.shape}")
+    return rois
 
 
 def load_audio(audio: AudioInput, sample_rate: Optional[int], target_rate: int) -> np.ndarray:
@@ -249,16 +263,21 @@ class Speech2Text:
         return self._segmenters[seconds]
 
     def transcribe(self, waves: Sequence[Union[np.ndarray, torch.Tensor]], search: Optional[BeamSearch] = None,
-                   batch_size: Optional[int] = None, segment_seconds: Optional[float] = None) -> List[List[Transcript]]:
+                   batch_size: Optional[int] = None, segment_seconds: Optional[float] = None,
+                   videos: Optional[Sequence[np.ndarray]] = None) -> List[List[Transcript]]:
         """n-best transcripts of mono waveforms at ``self.sample_rate``: recordings longer than the maximum segment
         length are cut (``segmenter``), the segments and short recordings decoded in batches of ``batch_size``, and
-        each recording's segment hypotheses of the same rank joined."""
+        each recording's segment hypotheses of the same rank joined. ``videos``: each recording's lip ROIs (an
+        audio-visual model); recordings are then decoded whole, as the model was trained."""
         batch_size = batch_size or self.batch_size
-        segmenter = self.segmenter(segment_seconds)
+        if videos is not None and len(videos) != len(waves):
+            raise ValueError(f"{len(videos)} lip-ROI arrays for {len(waves)} recordings: give one per recording")
+        segmenter = self.segmenter(segment_seconds) if videos is None else None
         pieces = []  # (recording, samples), in order
         for index, wave in enumerate(waves):
             wave = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
-            for start, end in segmenter(wave, self.sample_rate):
+            spans = segmenter(wave, self.sample_rate) if segmenter else [(0, len(wave))]
+            for start, end in spans:
                 pieces.append((index, wave[start:end]))
         hyps: List[List[Hypothesis]] = []
         for first in range(0, len(pieces), batch_size):
@@ -266,7 +285,13 @@ class Speech2Text:
                      for _, samples in pieces[first:first + batch_size]]
             lengths = torch.tensor([len(p) for p in chunk])
             batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(self.dtype)
-            hyps += self.decode(batch, lengths, search)
+            visual = {}
+            if videos is not None:
+                rois = [torch.from_numpy(np.asarray(videos[index], dtype=np.float32))
+                        for index, _ in pieces[first:first + batch_size]]
+                visual = dict(video=torch.nn.utils.rnn.pad_sequence(rois, batch_first=True),
+                              video_lengths=torch.tensor([len(r) for r in rois]))
+            hyps += self.decode(batch, lengths, search, **visual)
         results: List[List[Transcript]] = [[] for _ in waves]
         by_recording: List[List[List[Hypothesis]]] = [[] for _ in waves]
         for (index, _), nbest in zip(pieces, hyps):
@@ -284,15 +309,21 @@ class Speech2Text:
     # ---- high level: audio in, text out --------------------------------------------------------------------
     def __call__(self, audio: Union[AudioInput, Sequence[AudioInput]], sample_rate: Optional[int] = None,
                  nbest: Optional[int] = None, batch_size: Optional[int] = None,
-                 segment_seconds: Optional[float] = None, **decoding):
+                 segment_seconds: Optional[float] = None,
+                 video: Optional[Union[VideoInput, Sequence[VideoInput]]] = None, **decoding):
         """The transcript of one input (a str), or of a list of inputs (a list of str), decoded in batches of
         ``batch_size`` (default ``self.batch_size``). Inputs longer than ``segment_seconds`` are cut at pauses and
         their segments' texts joined. With ``nbest=N``: lists of N (text, score) pairs instead (a long input's k-th
-        hypothesis joins its segments' k-th ones). Other keyword arguments override decoding options."""
+        hypothesis joins its segments' k-th ones). ``video``: an audio-visual model's lip ROIs (frames, 96, 96) at
+        25 fps, an array or a .npy file, one per input (a list for a list), read in the decoding task (``task="vsr"``
+        or ``"avsr"``; the model's default otherwise). Other keyword arguments override decoding options."""
         single = not isinstance(audio, (list, tuple))
         inputs = [audio] if single else list(audio)
         if not inputs:
             return []
+        videos = None
+        if video is not None:
+            videos = [load_lip_rois(v) for v in ([video] if single else list(video))]
         search = self.search
         if nbest is not None or decoding:
             changes = dict(decoding, **({"nbest": nbest} if nbest is not None else {}))
@@ -304,7 +335,7 @@ class Speech2Text:
                                 f"{sorted(f.name for f in dataclasses.fields(DecodingOptions))}")
             search = self._search(dataclasses.replace(self.options, **changes))
         waves = [load_audio(x, sample_rate, self.sample_rate) for x in inputs]
-        transcripts = self.transcribe(waves, search, batch_size, segment_seconds)
+        transcripts = self.transcribe(waves, search, batch_size, segment_seconds, videos)
         if nbest is None:
             results = [nbest_list[0].text for nbest_list in transcripts]
         else:

@@ -98,8 +98,14 @@ def test_batched_aed_search_equals_one_utterance_at_a_time(tokens_dir, tmp_path)
     am = build_am(tokens_dir, tmp_path)
     speech = encode(am)
     search = BeamSearch.for_aed(am, DecodingOptions(beam_size=4, nbest=2, ctc_weight=0.3, max_length_ratio=0.3))
+    beams_advanced = []  # an utterance that has finished leaves the batch: the scorers see fewer beams
+    advance = search.scorers["decoder"].advance
+    search.scorers["decoder"].advance = lambda rows, tokens: (beams_advanced.append(rows.numel()),
+                                                              advance(rows, tokens))
     with torch.no_grad():
         batched = search(speech)
+        assert beams_advanced[0] == 12 and beams_advanced[-1] == 4, beams_advanced
+        assert beams_advanced == sorted(beams_advanced, reverse=True)
         for i, nbest in enumerate(batched):
             n = int(speech.encoded_lengths[i])
             alone = search(SpeechInput(speech.encoded[i:i + 1, :n], speech.encoded_lengths[i:i + 1],

@@ -110,6 +110,33 @@ def test_stage1_trains_only_the_visual_frontend_and_injection(tokens_dir, whispe
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
 
 
+def test_the_lip_encoders_ctc_head_trains_it_from_the_transcript_in_both_stages(tokens_dir, whisper_dir):  # noqa
+    for stage1 in (False, True):
+        extra = ["--model_conf", "visual_ctc_weight=0.5"]
+        if stage1:
+            extra += ["--model_conf", "injection_pretraining=true", "--audio_corruption_conf",
+                      "{clean_prob: 0.0, noise_prob: 0.5, mask_prob: 0.0, missing_prob: 0.5}"]
+        args = av_args(tokens_dir, whisper_dir, *extra)
+        torch.manual_seed(0)
+        model = SpeechLLMTask.build_model(args).train()
+        if stage1:
+            trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+            assert trainable == {"visual_frontend", "visual_ctc", "visual_injection"}
+        # Closed gates: the lip encoder's only gradient is its CTC head's.
+        loss, stats, _ = model(**make_batch(args))
+        assert "loss_visual_ctc" in stats and float(stats["loss_visual_ctc"]) > 0
+        others = float(stats["loss_injection"]) if stage1 else (0.7 * float(stats["loss_llm"])
+                                                                  + 0.3 * float(stats["loss_ctc"]))
+        assert float(loss) == pytest.approx(others + 0.5 * float(stats["loss_visual_ctc"]), rel=1e-4)
+        loss.backward()
+        for prefix in ("visual_frontend.projection", "visual_ctc."):
+            assert any(p.grad is not None and p.grad.abs().sum() > 0
+                       for n, p in model.named_parameters() if n.startswith(prefix)), (stage1, prefix)
+    with pytest.raises(ValueError, match="visual_ctc_weight"):
+        SpeechLLMTask.build_model(av_args(tokens_dir, whisper_dir, "--model_conf", "visual_ctc_weight=0.5",
+                                          "--model_conf", "ctc_weight=0.0", "--ctc_token_type", "bpe"))
+
+
 def test_modality_dropout_draws_each_mode_and_the_prompt_follows_it(tokens_dir, whisper_dir):  # noqa: F811
     args = av_args(tokens_dir, whisper_dir)  # the default probabilities: 0.25 / 0.25 / 0.5
     torch.manual_seed(0)
@@ -192,6 +219,25 @@ def test_each_task_decodes_with_joint_ctc(av_model_dir):
     s2t = Speech2Text(str(av_model_dir / "config.yaml"), str(av_model_dir / "model.pth"), DecodingOptions(task="asr"))
     with_video = s2t.decode(speech, lengths, video=video, video_lengths=video_lengths)
     assert [h[0].token_ids for h in s2t.decode(speech, lengths)] == [h[0].token_ids for h in with_video]
+
+
+def test_speech2text_call_reads_lip_rois_as_arrays_or_npy_files(av_model_dir, tmp_path):
+    speech, lengths, video, video_lengths = decode_inputs()
+    s2t = Speech2Text(str(av_model_dir / "config.yaml"), str(av_model_dir / "model.pth"),
+                      DecodingOptions(ctc_weight=0.5, max_length=4, beam_size=2))
+    waves = [speech[i, :lengths[i]].numpy() for i in range(2)]
+    rois = [video[i, :video_lengths[i]].numpy() for i in range(2)]
+    np.save(tmp_path / "b.npy", rois[1])
+    for task in ("vsr", "avsr"):
+        search = s2t._search(DecodingOptions(ctc_weight=0.5, max_length=4, beam_size=2, task=task))
+        expected = [s2t.text(h[0]) for h in s2t.decode(speech, lengths, search, video=video,
+                                                        video_lengths=video_lengths)]
+        assert s2t(waves, video=[rois[0], tmp_path / "b.npy"], task=task) == expected
+        assert s2t(waves[1], video=str(tmp_path / "b.npy"), task=task) == expected[1]
+    with pytest.raises(ValueError, match="one per recording"):
+        s2t(waves, video=[rois[0]], task="avsr")
+    with pytest.raises(ValueError, match="extract_lip_roi"):
+        s2t(waves[0], video=tmp_path / "a.mp4", task="avsr")
 
 
 def test_inference_reads_roi_scp_as_video(av_model_dir, tmp_path):

@@ -135,16 +135,25 @@ def test_fixture_tree_converts_to_data_dirs(recipe, lrs3_root):
     assert (data / "lrs3_audio" / "test" / "ddddddddddd" / "00001.flac").is_file()
 
 
-def test_lip_roi_option_extracts_every_set(recipe, lrs3_root):
+def test_lip_roi_option_extracts_every_set(recipe, lrs3_root, monkeypatch):
     pytest.importorskip("mediapipe", reason="MediaPipe is not installed: tools/install.sh --extras test installs it")
     done = run_data_sh(recipe, "--corpus_dir", str(lrs3_root), "--max_segment_seconds", "1", "--valid_utts", "1",
-                       "--expect_test_utts", "3", "--nj", "2", "--lip_roi", "true")
+                       "--expect_test_utts", "3", "--nj", "2", "--lip_roi", "true", "--snrs", "clean 0",
+                       "--babble_talkers", "2")
     assert done.returncode == 0, done.stderr + done.stdout
     roi = read_kv(recipe / "dump" / "roi" / "test" / "roi.scp")
     assert list(roi) == ["ddddddddddd_00001", "ddddddddddd_00002", "eeeeeeeeeee_00003"]
     assert np.load(recipe / roi["eeeeeeeeeee_00003"]).shape == (15, 96, 96)  # 0.6 s at 25 fps (paths relative)
     report = (recipe / "dump" / "roi" / "train" / "roi_report.txt").read_text()
     assert "removed" not in report and report.count(" ok ") == len(read_kv(recipe / "data" / "train" / "text"))
+    # The audio-visual data dirs run_av.sh trains and tests on: the ROIs beside the audio, clean and under babble.
+    monkeypatch.chdir(recipe)  # their paths are relative to the recipe dir, as the recipe's jobs read them
+    for name in ("train_av", "valid_av", "test_av", "test_av_clean", "test_av_snr0"):
+        data = recipe / "data" / name
+        assert read_kv(data / "roi.scp").keys() == read_kv(data / "text").keys(), name
+        problems = [p for p in validate_data_dir(data, media=MediaCheck()) if p.severity == "error"]
+        assert problems == [], (name, problems)
+    assert read_kv(recipe / "data" / "test_av_snr0" / "roi.scp") == roi
 
 
 def test_test_set_of_another_size_is_an_error(recipe, lrs3_root):
@@ -173,14 +182,37 @@ def test_unset_corpus_location_points_to_db_sh(recipe):
 
 
 def test_configs_parse():
-    for name in ("train_hubert_qwen2_lora.yaml", "decode.yaml"):
-        assert isinstance(yaml.safe_load((RECIPE / "conf" / name).read_text()), dict)
+    from speechllm.decoding.options import DecodingOptions
+    from speechllm.tasks.speech_llm import DEFAULT_MODEL_CONF, SpeechLLMTask, check_visual_options
+    from speechllm.tasks.conf_types import check_conf_keys
+
+    DecodingOptions.from_dict(yaml.safe_load((RECIPE / "conf" / "decode.yaml").read_text()))
+    for name in ("train_hubert_qwen2_lora.yaml", "train_av_stage1.yaml", "train_av.yaml"):
+        # ESPnet's parser reads the config (an unknown option is an error); then every *_conf key is checked
+        # against its class, as building the model does before it loads Whisper-medium and Qwen2.
+        args = SpeechLLMTask.get_parser().parse_args(["--config", str(RECIPE / "conf" / name)])
+        model_conf = check_conf_keys("model_conf", args.model_conf, DEFAULT_MODEL_CONF)
+        visual = check_visual_options(args, model_conf)
+        assert (visual is not None) == name.startswith("train_av"), name
+    stage1, stage2 = (yaml.safe_load((RECIPE / "conf" / f"train_av{s}.yaml").read_text()) for s in ("_stage1", ""))
+    for part in ("frontend_conf", "speech_adapter_conf", "llm_conf", "visual_frontend_conf", "visual_injection_conf"):
+        assert stage1[part] == stage2[part], part  # stage 2 loads stage 1's visual parts: the same model
+
+
+def test_av_steps_help_and_required_options(recipe):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    shown = subprocess.run([str(RECIPE / "av.sh"), "--help"], capture_output=True, text=True, env=env, check=False)
+    assert shown.returncode == 0 and "injection pretraining" in shown.stdout and "stage1_model=" in shown.stdout
+    missing = subprocess.run([str(RECIPE / "av.sh"), "--train_config", "conf/train_av.yaml"], capture_output=True,
+                             text=True, env=env, check=False)
+    assert missing.returncode == 1 and "--stage1_config, --train_config and --test_sets are required" in \
+        missing.stderr
 
 
 def test_shell_scripts_pass_shellcheck():
     from conftest import require_shellcheck
 
     shellcheck = require_shellcheck()
-    scripts = [RECIPE / "run.sh", RECIPE / "local" / "data.sh"]
+    scripts = [RECIPE / "run.sh", RECIPE / "run_av.sh", RECIPE / "av.sh", RECIPE / "local" / "data.sh"]
     done = subprocess.run([shellcheck, "-x", *map(str, scripts)], cwd=RECIPE, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout

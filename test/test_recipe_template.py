@@ -41,6 +41,8 @@ OWNED_SHELL_FILES = [
     "utils/dump_frontend.sh",
     "egs2/synth_av/speechllm1/run.sh",
     "egs2/synth_av/speechllm1/local/data.sh",
+    "egs2/TEMPLATE/speechllm1/av.sh",
+    "egs2/lrs3/speechllm1/run_av.sh",
 ]
 
 OPTION_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?:\s+#\s*(.*))?$")
@@ -616,7 +618,8 @@ def test_setup_creates_a_working_recipe_and_refuses_to_overwrite(tmp_path):
     assert "Created" in out
     for copied in ("run.sh", "local/data.sh", "db.sh", "conf/train.yaml", "conf/decode.yaml"):
         assert (target / copied).is_file() and not (target / copied).is_symlink()
-    for linked, source in (("speechllm.sh", TEMPLATE / "speechllm.sh"), ("path.sh", TEMPLATE / "path.sh"),
+    for linked, source in (("speechllm.sh", TEMPLATE / "speechllm.sh"), ("av.sh", TEMPLATE / "av.sh"),
+                           ("path.sh", TEMPLATE / "path.sh"),
                            ("cmd.sh", TEMPLATE / "cmd.sh"), ("utils", REPO / "utils")):
         assert (target / linked).is_symlink() and (target / linked).resolve() == source.resolve()
         assert not os.readlink(target / linked).startswith("/")

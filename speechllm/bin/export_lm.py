@@ -22,14 +22,20 @@ import yaml
 def export(train_config: str, model_file: str, output_dir: str) -> Path:
     import torch
 
-    from speechllm.models.llm import LABEL_UNITS_FILE
     from speechllm.tasks.causal_lm import CausalLMTask, load_lm_label_tokenizer
-    from speechllm.text.tokenizers import BPELabelUnits
 
     model, args = CausalLMTask.build_model_from_file(train_config, None, "cpu")
     model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True), strict=True)
     llm = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
-    tokenizer = load_lm_label_tokenizer(args)
+    return write_lm_folder(llm, load_lm_label_tokenizer(args), output_dir)
+
+
+def write_lm_folder(llm, tokenizer, output_dir: str) -> Path:
+    """``llm`` and its ``tokenizer`` (a transformers tokenizer, or BPELabelUnits) as a folder that
+    ``speechllm.models.llm.load_causal_lm`` / ``load_tokenizer`` read."""
+    from speechllm.models.llm import LABEL_UNITS_FILE
+    from speechllm.text.tokenizers import BPELabelUnits
+
     out = Path(output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside, then renamed: an interrupted export never leaves a folder that looks complete.

@@ -17,7 +17,7 @@ class DecodingOptions:
     length_penalty: float = 1.0  # rank finished hypotheses by logprob / length**penalty; 0: raw logprob
     no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size (cuts looping insertions); 0: off
     ctc_weight: float = 0.0  # joint CTC/LLM decoding: score = (1 - w) LLM + w CTC prefix score; 0: LLM alone
-    ctc_pre_beam: int = 0  # tokens per beam (the LLM's best) that CTC scores; 0: 1.5 x beam_size
+    ctc_pre_beam: int = 0  # tokens per beam (best by the weighted full scorers) that CTC scores; 0: 1.5 x beam
     lm: str = ""  # an external causal LM over the speech LLM's tokenizer (folder, .gguf or hub name): shallow fusion
     lm_weight: float = 0.0  # its weight: score += lm_weight x LM log-probability
     lm_fusion: str = "label"  # label: LM scores added per label (same units); delayed: an AM's search adds the LM's

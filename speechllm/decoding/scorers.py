@@ -8,7 +8,9 @@ across the steps of one search:
 * full scorers (``partial = False``): ``scores()`` gives the log-probabilities ``(beams, vocab)`` of every next token;
 * partial scorers (``partial = True``): ``partial_scores(candidates)`` scores only ``(beams, S)`` candidate ids the
   full scorers proposed, and ``end_scores()`` the ``(beams,)`` score of ending the hypothesis here (at EOS);
-* ``advance(rows, new_tokens)``: beam ``i`` is now beam ``rows[i]`` extended by ``new_tokens[i]``.
+* ``advance(rows, new_tokens)``: beam ``i`` is now beam ``rows[i]`` extended by ``new_tokens[i]``. Rows never cross
+  utterances; once an utterance has finished its beams leave ``rows`` (the batch shrinks, so that finished
+  utterances cost nothing), and a scorer then also drops what it keeps per beam for the whole search.
 
 ``vocab`` names a scorer's label units: scores are only added label by label between scorers of one vocabulary
 (the search refuses others).
@@ -106,7 +108,10 @@ class SpeechLLMScorer(Scorer):
 
     def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
         self.cache.reorder_cache(rows)
-        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.size(0), 1)], dim=1)
+        if self.memory is not None and rows.numel() != self.mask.size(0):  # finished utterances left
+            self.memory = self.memory.select(rows)
+        mask = self.mask[rows]
+        self.mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
         embeds = self.model.embed_tokens(new_tokens[:, None])
         positions = None
         if self.next_positions is not None:
@@ -163,7 +168,7 @@ class LengthBonus(Scorer):
         return bonus
 
     def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
-        pass
+        self.beams = rows.numel()
 
 
 class CTCScorer(Scorer):
@@ -199,6 +204,7 @@ class CTCScorer(Scorer):
         columns = hit.float().argmax(dim=1)  # rows without a hit are dead beams; their state is never read
         self.state = CTCPrefixState.advance(self.state, rows, columns, candidates + self.id_offset, psi,
                                             r_nonblank, r_blank)
+        self.prefixes.utterance = self.prefixes.utterance[rows]
 
 
 class AEDDecoderScorer(Scorer):
@@ -206,16 +212,18 @@ class AEDDecoderScorer(Scorer):
     per-layer cache), reading ``[SOS] + hypothesis`` with cross-attention to the encoder output. The memory mask
     keeps each utterance's attention off the batch's padding, so that batched scores equal one-at-a-time ones.
 
-    ESPnet's cross-attention projects the whole encoder output to keys and values again at every step, for every
-    beam: most of a step's work. Here they are projected once per utterance at the start and reused."""
+    ESPnet's ``forward_one_step`` projects, in every layer and at every step, the whole encoder output to the
+    cross-attention's keys and values and the whole hypothesis to the self-attention's: most of a step's work. Here
+    the encoder's are projected once per utterance at the start, and the hypothesis's once per token (a KV cache
+    that follows the beams), through the decoder's own modules, so the scores are the decoder's."""
 
     def __init__(self, decoder: torch.nn.Module, sos_id: int, vocab: str):
         self.decoder, self.sos_id, self.vocab = decoder, sos_id, vocab
-        layers = getattr(decoder, "decoders", [])
-        self.cross_attention = [layer.src_attn for layer in layers if hasattr(layer, "src_attn")]
-        if len(self.cross_attention) != len(layers) or not all(
-                hasattr(a, "forward_qkv") and hasattr(a, "linear_q") for a in self.cross_attention):
-            self.cross_attention = []  # another decoder: its own computation, uncached
+        layers = list(getattr(decoder, "decoders", []))
+        self.cross_attention = [getattr(layer, "src_attn", None) for layer in layers]
+        self.self_attention = [getattr(layer, "self_attn", None) for layer in layers]
+        if not all(_projects_like_espnet(a) for a in self.cross_attention + self.self_attention):
+            self.cross_attention = self.self_attention = []  # another decoder: its own computation, uncached
 
     def start(self, speech: SpeechInput, beams_per_utterance: int) -> None:
         k = beams_per_utterance
@@ -227,6 +235,7 @@ class AEDDecoderScorer(Scorer):
         for attention in self.cross_attention:
             _, keys, values = attention.forward_qkv(memory[:, :1], memory, memory)
             self.keys_values.append((keys.repeat_interleave(k, dim=0), values.repeat_interleave(k, dim=0)))
+        self.hypothesis_keys_values = [_GrowingKeysValues() for _ in self.self_attention]
         self.ys = torch.full((self.memory.size(0), 1), self.sos_id, dtype=torch.long, device=self.memory.device)
         self.cache = None
         self._step()
@@ -236,24 +245,64 @@ class AEDDecoderScorer(Scorer):
         causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=self.ys.device))[None]
         for attention, (keys, values) in zip(self.cross_attention, self.keys_values):
             attention.forward_qkv = functools.partial(_cached_qkv, attention, keys, values)
+        for attention, grown in zip(self.self_attention, self.hypothesis_keys_values):
+            attention.forward_qkv = functools.partial(_growing_qkv, attention, grown)
         try:
             self.logp, self.cache = self.decoder.forward_one_step(self.ys, causal, self.memory, self.memory_mask,
                                                                   cache=self.cache)
         finally:  # the module computes as before outside the search (training, full recomputes)
-            for attention in self.cross_attention:
+            for attention in self.cross_attention + self.self_attention:
                 del attention.forward_qkv
 
     def scores(self) -> torch.Tensor:
         return self.logp.float()
 
     def advance(self, rows: torch.Tensor, new_tokens: torch.Tensor) -> None:
+        if rows.numel() != self.memory.size(0):  # finished utterances left the batch
+            self.memory, self.memory_mask = self.memory[rows], self.memory_mask[rows]
+            self.keys_values = [(keys[rows], values[rows]) for keys, values in self.keys_values]
         self.ys = torch.cat([self.ys[rows], new_tokens[:, None]], dim=1)
         self.cache = [layer[rows] for layer in self.cache]
+        for grown in self.hypothesis_keys_values:
+            grown.select(rows)
         self._step()
+
+
+def _projects_like_espnet(attention) -> bool:
+    """ESPnet's ``MultiHeadedAttention`` (or kin) computing its projections in ``forward_qkv`` (not flash-attn's)."""
+    return (attention is not None and hasattr(attention, "forward_qkv")
+            and all(hasattr(attention, name) for name in ("linear_q", "linear_k", "linear_v", "h", "d_k"))
+            and not getattr(attention, "use_flash_attn", False))
+
+
+def _heads(attention, x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, D)`` -> ``(B, heads, T, d_k)``."""
+    return x.view(x.size(0), -1, attention.h, attention.d_k).transpose(1, 2)
 
 
 def _cached_qkv(attention, keys, values, query, key, value, expand_kv=False):
     """ESPnet's ``MultiHeadedAttention.forward_qkv`` with the keys and values of the encoder output computed once
     (rows never move between utterances, so each beam's row keeps its utterance's memory)."""
-    q = attention.linear_q(query).view(query.size(0), -1, attention.h, attention.d_k).transpose(1, 2)
-    return attention.q_norm(q), keys, values
+    return attention.q_norm(_heads(attention, attention.linear_q(query))), keys, values
+
+
+class _GrowingKeysValues:
+    """One self-attention layer's keys and values of the hypothesis so far ``(beams, heads, L, d_k)``."""
+
+    def __init__(self):
+        self.keys = self.values = None
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.keys, self.values = self.keys[rows], self.values[rows]
+
+
+def _growing_qkv(attention, grown: _GrowingKeysValues, query, key, value, expand_kv=False):
+    """ESPnet's ``forward_qkv`` for the decoder's self-attention that projects only the positions it has not seen:
+    the earlier positions' layer inputs never change (a causal decoder), so their projections are reused."""
+    seen = 0 if grown.keys is None else grown.keys.size(2)
+    keys = attention.k_norm(_heads(attention, attention.linear_k(key[:, seen:])))
+    values = _heads(attention, attention.linear_v(value[:, seen:]))
+    if seen:
+        keys, values = torch.cat([grown.keys, keys], dim=2), torch.cat([grown.values, values], dim=2)
+    grown.keys, grown.values = keys, values
+    return attention.q_norm(_heads(attention, attention.linear_q(query))), keys, values

@@ -9,8 +9,8 @@ speech LLM (``llm``) or an acoustic model's decoder (``decoder``). Each step:
 
 1. the proposer's log-probabilities go through the filters;
 2. every full scorer adds its weighted log-probabilities (a token the filters forbade stays forbidden);
-3. partial scorers (CTC, delayed fusion) score only the ``pre_beam`` best tokens of each beam by the proposer, and
-   EOS;
+3. partial scorers (CTC, delayed fusion) score only the ``pre_beam`` best tokens of each beam by the full scorers'
+   weighted sum (ESPnet's pre-beam), and EOS;
 4. each utterance keeps its ``beam_size`` best extensions; hypotheses that chose EOS are finished;
 5. every scorer advances its state to the surviving beams.
 
@@ -224,14 +224,16 @@ class BeamSearch:
         for name, scorer in self.scorers.items():
             if name != self.proposer and not scorer.partial:
                 total = total + self.weights[name] * scorer.scores()
+        total = total.masked_fill(forbidden, -math.inf)
         partial = [(name, s) for name, s in self.scorers.items() if s.partial]
         if not partial:
-            return total.masked_fill(forbidden, -math.inf)
-        # Partial scorers see only the proposer's best candidates (ESPnet's pre-beam) and EOS; the rest drop out.
+            return total
+        # Partial scorers see only the best candidates by the full scorers' weighted sum (ESPnet's pre-beam on
+        # "full") and EOS; the rest drop out.
         pre_beam = self.options.ctc_pre_beam or max(1, int(1.5 * self.options.beam_size))
-        top = proposed.topk(min(pre_beam, proposed.size(-1)), dim=-1)
+        top = total.topk(min(pre_beam, total.size(-1)), dim=-1)
         candidates, live = top.indices, top.values > -math.inf
-        picked = total.gather(1, candidates)
+        picked = top.values
         for name, scorer in partial:
             picked = picked + self.weights[name] * scorer.partial_scores(candidates)
         joint = torch.full_like(total, -math.inf)
@@ -262,38 +264,48 @@ class BeamSearch:
         # on until no beam is left or its length limit (ESPnet's BeamSearch with maxlenratio > 0).
         espnet_rule = self.options.end_rule == "espnet"
 
+        # Utterances still searched (their original indices): one that has finished leaves the batch, so that it
+        # costs the scorers nothing while the others run on.
+        active = list(range(batch))
         for step in range(int(limits.max()) + 1):
             logprobs = self.step_scores(tokens, step, filters)
             vocab = logprobs.size(-1)
-            candidates = (beam_logprob.view(-1, 1) + logprobs).view(batch, k * vocab)
+            candidates = (beam_logprob.view(-1, 1) + logprobs).view(len(active), k * vocab)
             top_logprob, top_index = candidates.topk(min(2 * k, k * vocab), dim=-1)
-            source, next_tokens, next_logprob = [], [], []
-            for b in range(batch):
+            source, next_tokens, next_logprob, staying = [], [], [], []
+            for b, (utterance, row_logprobs, row_indices) in enumerate(
+                    zip(active, top_logprob.tolist(), top_index.tolist())):
+                ended = finished[utterance]
                 kept = taken = 0
-                for lp, index in zip(top_logprob[b].tolist(), top_index[b].tolist()):
+                rows, row_tokens, row_kept = [], [], []
+                for lp, index in zip(row_logprobs, row_indices):
                     if kept == k or lp == -math.inf or (espnet_rule and taken == k):
                         break
                     taken += 1
                     beam, token = divmod(index, vocab)
                     row = b * k + beam
                     if token == self.eos_id:
-                        if espnet_rule or len(finished[b]) < k:
+                        if espnet_rule or len(ended) < k:
                             ids = tokens[row].tolist()
-                            finished[b].append(Hypothesis(ids, lp, self.ranker.score(lp, len(ids) + 1)))
+                            ended.append(Hypothesis(ids, lp, self.ranker.score(lp, len(ids) + 1)))
                         continue
-                    source.append(row)
-                    next_tokens.append(token)
-                    next_logprob.append(lp)
+                    rows.append(row)
+                    row_tokens.append(token)
+                    row_kept.append(lp)
                     kept += 1
-                while kept < k:  # fewer live candidates than beams: pad with dead beams
-                    source.append(b * k)
-                    next_tokens.append(self.eos_id)
-                    next_logprob.append(-math.inf)
-                    kept += 1
-            beam_logprob = torch.tensor(next_logprob, device=device).view(batch, k)
-            alive = (beam_logprob > -math.inf).any(dim=1).tolist()
-            if all((len(f) >= k and not espnet_rule) or not live for f, live in zip(finished, alive)):
+                if not rows or (len(ended) >= k and not espnet_rule):
+                    continue  # the utterance has finished
+                padding = k - kept  # fewer live candidates than beams: dead beams fill the rest
+                source += rows + [b * k] * padding
+                next_tokens += row_tokens + [self.eos_id] * padding
+                next_logprob += row_kept + [-math.inf] * padding
+                staying.append(utterance)
+            if not staying:
                 break
+            if len(staying) < len(active):
+                active = staying
+                filters = self.filters(limits[active].repeat_interleave(k))
+            beam_logprob = torch.tensor(next_logprob, device=device).view(len(active), k)
             source_t = torch.tensor(source, device=device)
             new_tokens = torch.tensor(next_tokens, device=device)
             tokens = torch.cat([tokens[source_t], new_tokens[:, None]], dim=1)

@@ -37,11 +37,16 @@ class SpeechMemory:
 
     def repeat_interleave(self, repeats: int) -> "SpeechMemory":
         """Each utterance's row ``repeats`` times (its beams), keys and values included."""
+        return self._map(lambda x: x.repeat_interleave(repeats, dim=0))
+
+    def select(self, rows: torch.Tensor) -> "SpeechMemory":
+        """The rows ``rows`` (the beams of the utterances still searched), keys and values included."""
+        return self._map(lambda x: x[rows])
+
+    def _map(self, rows_of: Callable[[torch.Tensor], torch.Tensor]) -> "SpeechMemory":
         out = SpeechMemory.__new__(SpeechMemory)
-        out.embeds = self.embeds.repeat_interleave(repeats, dim=0)
-        out.mask = self.mask.repeat_interleave(repeats, dim=0)
-        out._keys_values = {i: (k.repeat_interleave(repeats, dim=0), v.repeat_interleave(repeats, dim=0))
-                            for i, (k, v) in self._keys_values.items()}
+        out.embeds, out.mask = rows_of(self.embeds), rows_of(self.mask)
+        out._keys_values = {i: (rows_of(k), rows_of(v)) for i, (k, v) in self._keys_values.items()}
         return out
 
 

@@ -87,6 +87,8 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         injection_pretraining: bool = False,
         audio_corruption: Optional[AudioCorruption] = None,
         speech_positions: str = "sequential",
+        visual_ctc: Optional[CTC] = None,
+        visual_ctc_weight: float = 0.0,
     ):
         super().__init__()
         if speech_positions not in SPEECH_POSITIONS:
@@ -110,6 +112,10 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         if injection_pretraining and (visual_injection is None or audio_corruption is None):
             raise ValueError("model_conf.injection_pretraining needs visual_frontend_conf and visual_injection_conf "
                              "(the parts it trains) and audio_corruption_conf")
+        if (visual_ctc is None) != (visual_ctc_weight == 0) or visual_ctc_weight < 0 or (
+                visual_ctc is not None and visual_frontend is None):
+            raise ValueError(f"model_conf.visual_ctc_weight ({visual_ctc_weight}) must be > 0 exactly when the lip "
+                             "encoder has a CTC head, which an audio-visual model with a CTC vocabulary builds")
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"model_conf.ctc_weight must be in [0, 1), got {ctc_weight}")
         if ctc_weight > 0 and ctc is None:
@@ -181,6 +187,7 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         self.modality_dropout = modality_dropout  # in decoding too: the audio a vsr utterance reads instead
         self.injection_pretraining = injection_pretraining
         self.audio_corruption = audio_corruption
+        self.visual_ctc, self.visual_ctc_weight = visual_ctc, visual_ctc_weight
         for mode, ids in zip(MODES, task_prompt_ids):
             self.register_buffer(f"task_prompt_{mode}", torch.tensor(self.prompt_head(ids), dtype=torch.long),
                                  persistent=False)
@@ -207,11 +214,12 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         return self.frontend(speech, lengths)
 
     def encode(self, speech: torch.Tensor, lengths: torch.Tensor, video: Optional[torch.Tensor] = None,
-               video_lengths: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
+               video_lengths: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None,
+               visual: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encoder output (what the CTC head and the adapter read) and its lengths. An audio-visual model reads each
         utterance in its mode ``modes`` ``(B,)`` (indices into MODES; default asr): vsr replaces the audio
-        (``modality_dropout.apply``), vsr and avsr inject the visual features of ``video`` ``(B, T, 96, 96)``."""
+        (``modality_dropout.apply``), vsr and avsr inject the visual features of ``video`` ``(B, T, 96, 96)``
+        (``visual``: the lip encoder's output and lengths, when the caller has them already)."""
         if not self.is_audio_visual:
             if video is not None or modes is not None:
                 raise ValueError("this model is audio-only (no visual_frontend_conf/visual_injection_conf): it "
@@ -226,10 +234,10 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         if not bool(present.any()):
             with self.visual_injection.without_visual():
                 return self.encode_audio(speech, lengths)
-        if video is None:
+        if video is None and visual is None:
             raise ValueError("an audio-visual model decoding task vsr or avsr needs the lip ROIs: give the data name "
                              "'video' (--data_path_and_name_and_type dump/<set>/roi.scp,video,npy)")
-        features, feature_lengths = self.visual_frontend(video, video_lengths)
+        features, feature_lengths = visual if visual is not None else self.visual_frontend(video, video_lengths)
         with self.visual_injection.visual(features, feature_lengths, present):
             return self.encode_audio(speech, lengths)
 
@@ -468,12 +476,14 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
             raise ValueError("an audio-visual model trains on lip ROIs: give the data name 'video' "
                              "(--train_data_path_and_name_and_type dump/<set>/roi.scp,video,npy)")
         if self.injection_pretraining:
-            return self.pretraining_forward(speech, speech_lengths, video, video_lengths)
+            return self.pretraining_forward(speech, speech_lengths, video, video_lengths, text_ctc, text_ctc_lengths)
+        # The lip encoder runs once for its CTC head and the injection (which would otherwise run it itself).
+        visual = self.visual_frontend(video, video_lengths) if self.visual_ctc is not None else None
         modes = None
         if self.is_audio_visual:  # modality dropout in training; validation reads both modalities
             modes = (self.modality_dropout.draw_modes(batch) if self.training
                      else modes_for_task("avsr", batch)).to(speech.device)
-        encoded, encoded_lengths = self.encode(speech, speech_lengths, video, video_lengths, modes)
+        encoded, encoded_lengths = self.encode(speech, speech_lengths, video, video_lengths, modes, visual)
         speech_embeds, speech_embeds_lengths = self.speech_embeddings(encoded, encoded_lengths)
         prompts = self.training_prompts(batch, modes) if self.training or modes is not None else None
         prefix, prefix_mask = self.speech_prefix(speech_embeds, speech_embeds_lengths, prompts)
@@ -490,6 +500,10 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
             loss_ctc = self.ctc(ctc_in, ctc_lengths, text_ctc, text_ctc_lengths)
             stats["loss_ctc"] = loss_ctc.detach()
             loss = (1 - self.ctc_weight) * loss_llm + self.ctc_weight * loss_ctc
+        if self.visual_ctc is not None:
+            loss_visual_ctc = self.visual_ctc_loss(visual, text_ctc, text_ctc_lengths)
+            stats["loss_visual_ctc"] = loss_visual_ctc.detach()
+            loss = loss + self.visual_ctc_weight * loss_visual_ctc
         if self.matching_weight > 0:
             per_utterance = matching_loss(speech_embeds, speech_embeds_lengths,
                                           self.embed_tokens(text.clamp(min=0)), text_lengths)
@@ -501,9 +515,12 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         return loss, stats, weight
 
     def pretraining_forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, video: torch.Tensor,
-                            video_lengths: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+                            video_lengths: torch.Tensor, text_ctc: Optional[torch.Tensor] = None,
+                            text_ctc_lengths: Optional[torch.Tensor] = None
+                            ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """Stage 1: the injected SFM on corrupted audio with the video learns the plain SFM's output on the clean
-        audio. The noise is babble: the batch's other utterances summed (white noise for a batch of one)."""
+        audio (plus the lip encoder's own CTC loss, visual_ctc_weight). The noise is babble: the batch's other
+        utterances summed (white noise for a batch of one)."""
         batch = speech.size(0)
         speech = speech[:, : int(speech_lengths.max())]
         noise = sum(speech.roll(shift, dims=0) for shift in range(1, min(batch, 4))) if batch > 1 else None
@@ -512,9 +529,22 @@ class SpeechLLM(LeavesOutFrozenPretrained, AbsESPnetModel):
         loss = injection_pretraining_loss(
             lambda audio, lengths: self.encode_audio(audio, lengths, specaug=False), self.visual_injection,
             speech, corrupted, speech_lengths, features, feature_lengths)
-        stats = {"loss_injection": loss.detach(), "loss": loss.detach()}
+        stats = {"loss_injection": loss.detach()}
+        if self.visual_ctc is not None:
+            loss_visual_ctc = self.visual_ctc_loss((features, feature_lengths), text_ctc, text_ctc_lengths)
+            stats["loss_visual_ctc"] = loss_visual_ctc.detach()
+            loss = loss + self.visual_ctc_weight * loss_visual_ctc
+        stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch), loss.device)
         return loss, stats, weight
+
+    def visual_ctc_loss(self, visual: Tuple[torch.Tensor, torch.Tensor], text_ctc: Optional[torch.Tensor],
+                        text_ctc_lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """The lip encoder's CTC loss on the transcript (``visual``: its output and lengths)."""
+        if text_ctc is None:
+            raise ValueError("model_conf.visual_ctc_weight > 0 but the batch has no 'text_ctc': use the preprocessor")
+        text_ctc = text_ctc[:, : max(1, int(text_ctc_lengths.max()))]
+        return self.visual_ctc(visual[0], visual[1], text_ctc, text_ctc_lengths)
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         feats, feats_lengths = self.extract_feats(speech, speech_lengths)

@@ -125,6 +125,9 @@ DEFAULT_MODEL_CONF = dict(
                                  # (defaults: models/visual_injection.task_prompt); model_conf.prompt is unused
     injection_pretraining=False,  # audio-visual stage 1: only the visual frontend and injection train, to give
                                  # the frozen SFM's clean-audio output from corrupted audio + video (no LLM loss)
+    visual_ctc_weight=0.0,       # audio-visual: weight of a CTC head on the lip encoder's output (the CTC head's
+                                 # vocabulary), added in both stages: the lip encoder learns to read from the
+                                 # transcript itself, not only through the frozen SFM (auto_avsr's visual CTC)
     # false (as in ESPnet's ASR configs) lets the statistics stage skip building the model and running the
     # frontend, which only a global_mvn needs; with a HuBERT frontend that saves a full pass.
     extract_feats_in_collect_stats=True,
@@ -276,7 +279,7 @@ def check_visual_options(args: argparse.Namespace, model_conf: dict) -> Optional
 
 def freeze_for_visual_training(model: SpeechLLM, sfm: torch.nn.Module, injection_pretraining: bool) -> None:
     """The SFM's injected layers never train (an error, not a silent change, if the config trains them); in stage 1
-    (injection pretraining) nothing but the visual frontend and injection does."""
+    (injection pretraining) nothing but the visual frontend, its CTC head and injection does."""
     trained = [name for name, p in sfm_layers(sfm).named_parameters() if p.requires_grad]
     if trained:
         raise ValueError(f"visual_injection_conf: the SFM's layers would train ({trained[0]}, ...); the injected "
@@ -284,7 +287,7 @@ def freeze_for_visual_training(model: SpeechLLM, sfm: torch.nn.Module, injection
                          "encoder to freeze_param")
     if injection_pretraining:
         for name, p in model.named_parameters():
-            if not name.startswith(("visual_frontend.", "visual_injection.")):
+            if not name.startswith(("visual_frontend.", "visual_ctc.", "visual_injection.")):
                 p.requires_grad = False
 
 
@@ -427,12 +430,19 @@ class SpeechLLMTask(PretrainedLLMTask):
             ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
                              encoder_output_size=encoder_size)
 
-        visual_frontend = visual_injection = None
+        visual_frontend = visual_injection = visual_ctc = None
         if visual is not None:
             visual_frontend = VisualFrontend(**visual["visual_frontend_conf"])
             sfm = injected_sfm(frontend, encoder)
             visual_injection = VisualInjection.for_sfm(sfm, visual_frontend.output_size(),
                                                        visual["visual_injection_conf"])
+        if model_conf["visual_ctc_weight"] > 0:
+            if visual is None or ctc_tokenizer is None:
+                raise ValueError("model_conf.visual_ctc_weight > 0 needs an audio-visual model (visual_frontend_conf "
+                                 "and visual_injection_conf) with a CTC vocabulary (ctc_token_type or "
+                                 "--ctc_bpemodel): its CTC head reads the lip encoder's output")
+            visual_ctc = build_part("ctc", CTC, args.ctc_conf, odim=ctc_tokenizer.vocab_size,
+                                    encoder_output_size=visual_frontend.output_size())
         model = SpeechLLM(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
             bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
@@ -449,6 +459,7 @@ class SpeechLLMTask(PretrainedLLMTask):
             task_prompt_ids=[prompt_label_ids(tokenizer, p, "model_conf.task_prompts") for p in task_prompts(args)]
             if visual else (),
             injection_pretraining=model_conf["injection_pretraining"],
+            visual_ctc=visual_ctc, visual_ctc_weight=model_conf["visual_ctc_weight"],
             audio_corruption=AudioCorruption(**visual["audio_corruption_conf"]) if visual else None,
             speech_positions=model_conf["speech_positions"],
         )

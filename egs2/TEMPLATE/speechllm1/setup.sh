@@ -25,7 +25,7 @@ if [[ -d ${target} && -n $(ls -A "${target}") ]]; then
     exit 1
 fi
 
-for file in run.sh conf local speechllm.sh path.sh cmd.sh db.sh; do
+for file in run.sh conf local speechllm.sh av.sh path.sh cmd.sh db.sh; do
     if [[ ! -e ${template}/${file} ]]; then
         echo "$0: the template lacks ${template}/${file}; restore it (git checkout) and run again" >&2
         exit 1
@@ -36,12 +36,12 @@ mkdir -p "${target}"
 for file in run.sh conf local db.sh; do
     cp -R "${template}/${file}" "${target}/"
 done
-for file in speechllm.sh path.sh cmd.sh; do
+for file in speechllm.sh av.sh path.sh cmd.sh; do
     ln -s "$(realpath --relative-to="${target}" "${template}/${file}")" "${target}/${file}"
 done
 ln -s "$(realpath --relative-to="${target}" "${main_root}/utils")" "${target}/utils"
 
-echo "Created ${target}: copied run.sh conf/ local/ db.sh; linked speechllm.sh path.sh cmd.sh utils."
+echo "Created ${target}: copied run.sh conf/ local/ db.sh; linked speechllm.sh av.sh path.sh cmd.sh utils."
 echo "Next: write ${target}/local/data.sh for your corpus (its placeholder says what it must produce),"
 echo "set its location in ${target}/db.sh, adapt the example configs in ${target}/conf/ (train.yaml,"
 echo "decode.yaml), set the data sets and configs in ${target}/run.sh, then"

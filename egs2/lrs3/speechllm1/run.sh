@@ -9,7 +9,7 @@ train_set=train
 valid_set=valid
 test_sets="test"
 
-# The audio-only model is LibriSpeech's (conf/ links to it): the audio-visual model does not exist yet.
+# The audio-only model is LibriSpeech's (conf/ links to it); run_av.sh trains the audio-visual one.
 train_config=conf/train_hubert_qwen2_lora.yaml
 decode_config=conf/decode.yaml
 inference_model=valid.acc.ave.pth

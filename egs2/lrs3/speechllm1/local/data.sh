@@ -2,7 +2,9 @@
 # Stage 1 of the LRS3 recipe: converts the extracted corpus ({pretrain,trainval,test}/<spk>/<clip>.mp4 + .txt)
 # into Kaldi data dirs data/{train,valid,test} with video.scp beside wav.scp (local/prepare_lrs3.py says how), and
 # with --lip_roi true also extracts the lip ROIs of each into dump/roi/<set> (a data dir with roi.scp; utterances
-# without a face are removed and listed in dump/roi/<set>/roi_report.txt). Run it from the recipe dir.
+# without a face are removed and listed in dump/roi/<set>/roi_report.txt), writes the audio-visual data dirs
+# data/<set>_av (those utterances, with roi.scp) and the audio-visual test set under babble at --snrs
+# (data/test_av_clean, data/test_av_snr5, ...: run_av.sh's test sets). Run it from the recipe dir.
 set -euo pipefail
 
 log() {
@@ -26,6 +28,8 @@ expect_test_utts=1321           # The test set must have this many utterances (L
 nj=4                            # Parallel processes extracting the audio, and lip-ROI jobs.
 lip_roi=false                   # Also extract the lip ROIs (96x96 grayscale, 25 fps) of each set into dump/roi/<set>.
 resample_video=false            # Lip ROIs of video at another frame rate than 25 fps: nearest frame (true) or an error.
+snrs="clean 5 0 -5"             # With --lip_roi true: SNRs (dB) of the babble-mixed copies of data/test_av.
+babble_talkers=5                # Test utterances summed into each utterance's babble.
 # END OPTIONS
 # shellcheck disable=SC2034  # read by utils/parse_options.sh
 help_message="Usage: $0 [options]
@@ -67,7 +71,17 @@ if ${lip_roi}; then
         utils/extract_lip_roi.sh --nj "${nj}" --cmd "${train_cmd:-utils/local.py}" \
             --resample_video "${resample_video}" "data/${set}" "dump/roi/${set}"
         utils/validate_data_dir.sh "dump/roi/${set}"
+        # The audio-visual data dir: the data files of the ROIs' dir (its utterances, roi.scp), small; the arrays stay.
+        mkdir -p "data/${set}_av"
+        for file in "dump/roi/${set}"/*; do
+            [[ ! -f ${file} || ${file} == */roi_report.txt ]] || cp "${file}" "data/${set}_av/"
+        done
     done
+    # Noise is mixed per utterance file: the test clips' audio (segments of the recordings) is dumped first.
+    log "data/test_av under babble at SNRs ${snrs} -> data/test_av_{clean,snr*}"
+    utils/dump_audio.sh --nj "${nj}" --cmd "${train_cmd:-utils/local.py}" data/test_av dump/audio/test_av
+    utils/make_snr_sets.sh --snrs "${snrs}" --babble_talkers "${babble_talkers}" --data_out data \
+        dump/audio/test_av babble dump/snr
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

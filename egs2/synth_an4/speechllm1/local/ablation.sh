@@ -12,7 +12,7 @@ set -euo pipefail
 
 rows="adapter_dws_mlp adapter_stack adapter_conv1d_transformer adapter_qformer adapter_ctc_posterior \
 interface_cross_attention positions_aligned units_bpe llm_frozen llm_lora"
-run_args=                      # more options of every ./run.sh call (e.g. --train_threads 1 beside another job)
+run_args=                      # more options of every ./run.sh call, the base's too (e.g. --train_threads 1)
 # shellcheck source=/dev/null
 . utils/parse_options.sh
 # shellcheck source=/dev/null
@@ -52,8 +52,11 @@ row_options() {
 }
 
 [[ -f exp/train/config.yaml ]] || { echo "ablation.sh: run ./run.sh first (the recipe's model, exp/train)" >&2; exit 1; }
-./run.sh --train_config "${base}" --model_tag train_prefix --stage 7 --stop_stage 10 --decode_config conf/decode.yaml
-./run.sh --train_config "${base}" --model_tag train_prefix --stage 9 --stop_stage 10 --decode_config conf/decode_llm.yaml
+read -r -a base_options <<< "${run_args}"
+./run.sh --train_config "${base}" --model_tag train_prefix "${base_options[@]}" --stage 7 --stop_stage 10 \
+    --decode_config conf/decode.yaml
+./run.sh --train_config "${base}" --model_tag train_prefix "${base_options[@]}" --stage 9 --stop_stage 10 \
+    --decode_config conf/decode_llm.yaml
 mkdir -p exp/ablation_conf
 systems=("the recipe's model: CTC posteriors, compressed, at aligned positions, toy LLM frozen (conf/train.yaml)=exp/train"
          "prefix, conv1d_mlp adapter, LLM units, LLM fully trained (conf/train_prefix.yaml, the base)=exp/train_prefix")

@@ -1,7 +1,10 @@
-#!/usr/bin/env python3
-"""The demo's one table: WER (%) of each decoding task (rows) on each test set (columns: clean, then babble at
-falling SNR), read from stage 10's score_wer/result.txt of the decode dirs run.sh makes
-(``<model_dir>/decode_decode_task<task>_<model>/<set>``). A decode not made yet shows as a dash."""
+"""An audio-visual model's one table: WER (%) of each decoding task (rows) on each test set (columns: clean, then
+noise at falling SNR), read from stage 10's score_wer/result.txt of the decode dirs that the template's av.sh makes
+(``<model_dir>/decode_decode_task<task>_<model>/<set>``). A decode not made yet shows as a dash.
+
+    python -m speechllm.scoring.results_by_task --model_dir exp/train --tasks "asr vsr avsr" \
+        --test_sets "test_clean test_snr10 test_snr0"
+"""
 from __future__ import annotations
 
 import argparse
