@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
+from espnet.nets.scorer_interface import BatchScorerInterface  # noqa: E402
 
 from speechllm.data.datadir import read_kv  # noqa: E402
 from speechllm.decoding.options import DecodingOptions  # noqa: E402
@@ -61,24 +62,21 @@ def joint_score(am, speech, ids, ctc_weight: float, lm_weight: float = 0.0, lm_s
     return (1 - ctc_weight) * decoder + ctc_weight * ctc + lm_weight * lm
 
 
-class RecomputingLLMScorer:
-    """The LLM as an ESPnet ``BatchScorerInterface`` full scorer: ``[BOS] + hypothesis`` run whole at every step,
-    the AM's label ids mapped to the LLM's (``lm_ids``)."""
+class RecomputingLLMScorer(BatchScorerInterface):
+    """The LLM as an ESPnet full scorer: ``[BOS] + hypothesis`` run whole at every step, the AM's label ids mapped to
+    the LLM's (``lm_ids``)."""
 
-    def __init__(self, lm, bos_id: int, lm_ids):
-        from espnet.nets.scorer_interface import BatchScorerInterface
+    def __init__(self, lm, bos_id: int, lm_ids: torch.Tensor):
+        self.lm, self.bos_id, self.lm_ids = lm, bos_id, lm_ids
 
-        class Scorer(BatchScorerInterface):
-            def score(self, y, state, x):
-                scores, _ = self.batch_score(y[None], [state], x[None])
-                return scores[0], None
+    def score(self, y, state, x):
+        scores, _ = self.batch_score(y[None], [state], x[None])
+        return scores[0], None
 
-            def batch_score(self, ys, states, xs):
-                ids = torch.cat([ys.new_full((ys.size(0), 1), bos_id), lm_ids[ys[:, 1:]]], dim=1)  # ys[:, 0]: SOS
-                logits = lm(input_ids=ids).logits[:, -1].float()
-                return torch.log_softmax(logits, dim=-1)[:, lm_ids], [None] * ys.size(0)
-
-        self.scorer = Scorer()
+    def batch_score(self, ys, states, xs):
+        ids = torch.cat([ys.new_full((ys.size(0), 1), self.bos_id), self.lm_ids[ys[:, 1:]]], dim=1)  # ys[:, 0]: SOS
+        logits = self.lm(input_ids=ids).logits[:, -1].float()
+        return torch.log_softmax(logits, dim=-1)[:, self.lm_ids], [None] * ys.size(0)
 
 
 def llm_over_am_bpe(llm_path: str, bpemodel: str, out_dir: str) -> str:
@@ -105,7 +103,7 @@ def main() -> None:
     parser.add_argument("--utts", type=int, default=150)
     parser.add_argument("--beam_size", type=int, default=4)
     parser.add_argument("--ctc_weight", type=float, default=0.3)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--lm", default="", help="an LLM folder over the AM's BPE (exp/train_lm/exported)")
     parser.add_argument("--lm_from", default="", help="a pretrained LLM folder, rebuilt for the AM's BPE here")
     parser.add_argument("--lm_weight", type=float, default=0.3)
@@ -150,7 +148,7 @@ def main() -> None:
         lm_ids = lm_ids_of_am_labels(espnet.asr_model.token_list, lm_tokenizer)
         if lm_ids is None:
             sys.exit(f"{lm_path}: its label units are not the AM's BPE")
-        scorer = RecomputingLLMScorer(lm, lm_tokenizer.bos_token_id, torch.tensor(lm_ids)).scorer
+        scorer = RecomputingLLMScorer(lm, lm_tokenizer.bos_token_id, torch.tensor(lm_ids))
         search = espnet.beam_search
         search.scorers["lm"] = search.full_scorers["lm"] = scorer
         search.weights["lm"] = lm_weight

@@ -443,6 +443,26 @@ def test_visual_frontend_shapes_padding_and_batch_independence():
     assert big.trunk.output_channels == 512 and 11e6 < sum(p.numel() for p in big.parameters()) < 12e6
 
 
+def test_visual_frontend_temporal_layers_see_neighbouring_frames_and_stay_batch_independent():
+    torch.manual_seed(0)
+    frontend = VisualFrontend(output_size=12, size="tiny", temporal_layers=2, temporal_kernel=3).eval()
+    video = torch.randint(0, 256, (2, 9, 96, 96), dtype=torch.uint8)
+    video[1, 5:] = 255  # padding holds garbage
+    lengths = torch.tensor([9, 5])
+    with torch.no_grad():
+        features, _ = frontend(video, lengths)
+        alone, _ = frontend(video[1:, :5], lengths[1:])
+        changed = video.clone()
+        changed[0, 8] = 0  # the last frame: the stem reaches 2 frames back, two layers of 3 frames 2 more
+        moved, _ = frontend(changed, lengths)
+    assert features.shape == (2, 9, 12) and (features[1, 5:] == 0).all()
+    assert torch.allclose(features[1, :5], alone[0], atol=1e-5)
+    assert not torch.allclose(moved[0, 4], features[0, 4]) and torch.allclose(moved[0, :4], features[0, :4])
+    assert torch.equal(moved[1], features[1])
+    with pytest.raises(ValueError, match="temporal_kernel odd"):
+        VisualFrontend(size="tiny", temporal_layers=1, temporal_kernel=4)
+
+
 def test_visual_frontend_input_pool_reads_the_roi_averaged():
     torch.manual_seed(0)
     frontend = VisualFrontend(output_size=12, size="tiny", input_pool=2).eval()

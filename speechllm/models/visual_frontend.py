@@ -8,7 +8,10 @@ output frame per video frame.
 ``size``: ``resnet18`` (64-128-256-512 channels, two blocks per stage, about 11 M parameters, as published) or
 ``tiny`` (16-32-64-128 channels, one block per stage) for CPU demos and tests. ``input_pool``: the ROI averaged over
 ``input_pool`` x ``input_pool`` pixels before the stem (2: 48 x 48; the convolutions then cost a quarter: CPU demos);
-1 (the published shape) reads it whole.
+1 (the published shape) reads it whole. ``temporal_layers``: 1-D convolutions over time (``temporal_kernel`` frames,
+ReLU) after the projection, the lip encoder's own temporal context beyond the stem's 5 frames (auto_avsr and
+AV-HuBERT put a Transformer encoder there; on the synth_av corpus a tiny lip encoder with 2 such layers and a CTC
+head left CTC's initial plateau after about 1000 steps, egs2/synth_av/speechllm1/README.md).
 
 The module names (``frontend3D.0``, ``trunk.layer1.0.conv1``, ``...downsample.0``) follow those two projects'
 checkpoints, so their lip encoders load with ``init_checkpoint`` and ``checkpoint_prefix`` (e.g.
@@ -88,7 +91,8 @@ class VisualFrontend(torch.nn.Module):
     ``(B, T, output_size)``, zero past each utterance's length."""
 
     def __init__(self, output_size: int = 256, size: str = "resnet18", activation: str = "relu",
-                 init_checkpoint: str = "", checkpoint_prefix: str = "", input_pool: int = 1):
+                 init_checkpoint: str = "", checkpoint_prefix: str = "", input_pool: int = 1,
+                 temporal_layers: int = 0, temporal_kernel: int = 5):
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"visual_frontend_conf.size: '{size}' is not one of {list(SIZES)}")
@@ -98,6 +102,9 @@ class VisualFrontend(torch.nn.Module):
             raise ValueError(f"visual_frontend_conf.output_size must be >= 1, got {output_size}")
         if input_pool < 1:
             raise ValueError(f"visual_frontend_conf.input_pool must be >= 1 (1: the ROI as it is), got {input_pool}")
+        if temporal_layers < 0 or temporal_kernel < 1 or temporal_kernel % 2 == 0:
+            raise ValueError(f"visual_frontend_conf: temporal_layers must be >= 0 and temporal_kernel odd and >= 1 "
+                             f"(frames centred on each frame), got {temporal_layers} and {temporal_kernel}")
         self.input_pool = input_pool
         stem_channels, stage_channels, blocks_per_stage = SIZES[size]
         self.frontend3D = torch.nn.Sequential(
@@ -108,6 +115,9 @@ class VisualFrontend(torch.nn.Module):
         )
         self.trunk = ResNetTrunk(stem_channels, stage_channels, blocks_per_stage, activation)
         self.projection = torch.nn.Linear(self.trunk.output_channels, output_size)
+        self.temporal = torch.nn.ModuleList(
+            torch.nn.Conv1d(output_size, output_size, temporal_kernel, padding=temporal_kernel // 2)
+            for _ in range(temporal_layers))
         self._output_size = output_size
         if init_checkpoint:
             load_visual_frontend(self, init_checkpoint, checkpoint_prefix)
@@ -140,8 +150,10 @@ class VisualFrontend(torch.nn.Module):
         x = self.frontend3D(x[:, None])  # (B, C, T, H', W')
         x = x.transpose(1, 2).flatten(0, 1)  # each frame on its own through the 2D trunk: (B*T, C, H', W')
         x = self.trunk(x).view(batch, frames, -1)
-        x = self.projection(x)
-        return x * valid[..., None], lengths
+        x = self.projection(x) * valid[..., None]
+        for conv in self.temporal:  # padded frames are zero before each layer, as an utterance's own zero padding
+            x = torch.relu(conv(x.transpose(1, 2))).transpose(1, 2) * valid[..., None]
+        return x, lengths
 
 
 def load_visual_frontend(frontend: VisualFrontend, path: str, prefix: str = "") -> None:
@@ -166,7 +178,7 @@ def load_visual_frontend(frontend: VisualFrontend, path: str, prefix: str = "") 
         raise ValueError(f"visual_frontend_conf.checkpoint_prefix: no key of '{path}' starts with '{prefix}'; its "
                          f"keys start with {roots} (auto_avsr: 'encoder.frontend.')")
     expected = frontend.state_dict()
-    missing = [k for k in expected if k not in selected and not k.startswith("projection.")
+    missing = [k for k in expected if k not in selected and not k.startswith(("projection.", "temporal."))
                and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in selected if k not in expected]
     if missing or unexpected:

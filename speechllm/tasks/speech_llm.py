@@ -311,7 +311,8 @@ class SpeechLLMTask(PretrainedLLMTask):
                                 "which joint CTC/LLM decoding needs)")
         group.add_argument("--visual_frontend_conf", action=NestedDictAction, default=None,
                            help="Audio-visual: the lip encoder (models/visual_frontend.VisualFrontend: output_size, "
-                                "size resnet18|tiny, activation, init_checkpoint, checkpoint_prefix); with "
+                                "size resnet18|tiny, activation, init_checkpoint, checkpoint_prefix, input_pool, "
+                                "temporal_layers, temporal_kernel); with "
                                 "visual_injection_conf it makes the model audio-visual (data name 'video')")
         group.add_argument("--visual_injection_conf", action=NestedDictAction, default=None,
                            help="Audio-visual: injection into the frozen SFM's layers (models/visual_injection."
