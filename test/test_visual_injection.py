@@ -424,16 +424,27 @@ def test_task_prompts():
 
 
 # ---- the lip encoder --------------------------------------------------------------------------------------------
-def test_visual_frontend_shapes_padding_and_batch_independence():
+def padded_video_batch():
+    """Two ROI sequences of 9 and 5 frames; the second's padding holds garbage."""
     torch.manual_seed(0)
+    video = torch.randint(0, 256, (2, 9, 96, 96), dtype=torch.uint8)
+    video[1, 5:] = 255
+    return video, torch.tensor([9, 5])
+
+
+def run_alone_and_batched(frontend, video, lengths):
+    """The batch's features, and the second utterance's alone."""
+    with torch.no_grad():
+        return frontend(video, lengths)[0], frontend(video[1:, :5], lengths[1:])[0]
+
+
+def test_visual_frontend_shapes_padding_and_batch_independence():
+    video, lengths = padded_video_batch()
     frontend = VisualFrontend(output_size=12, size="tiny").eval()
     assert frontend.output_size() == 12
-    video = torch.randint(0, 256, (2, 9, 96, 96), dtype=torch.uint8)
-    video[1, 5:] = 255  # padding holds garbage
-    lengths = torch.tensor([9, 5])
+    features, alone = run_alone_and_batched(frontend, video, lengths)
     with torch.no_grad():
-        features, out_lengths = frontend(video, lengths)
-        alone, _ = frontend(video[1:, :5], lengths[1:])
+        out_lengths = frontend(video, lengths)[1]
         as_float, _ = frontend(video.float(), lengths)
     assert features.shape == (2, 9, 12) and torch.equal(out_lengths, lengths)  # one vector per video frame
     assert (features[1, 5:] == 0).all()
@@ -444,14 +455,10 @@ def test_visual_frontend_shapes_padding_and_batch_independence():
 
 
 def test_visual_frontend_temporal_layers_see_neighbouring_frames_and_stay_batch_independent():
-    torch.manual_seed(0)
+    video, lengths = padded_video_batch()
     frontend = VisualFrontend(output_size=12, size="tiny", temporal_layers=2, temporal_kernel=3).eval()
-    video = torch.randint(0, 256, (2, 9, 96, 96), dtype=torch.uint8)
-    video[1, 5:] = 255  # padding holds garbage
-    lengths = torch.tensor([9, 5])
+    features, alone = run_alone_and_batched(frontend, video, lengths)
     with torch.no_grad():
-        features, _ = frontend(video, lengths)
-        alone, _ = frontend(video[1:, :5], lengths[1:])
         changed = video.clone()
         changed[0, 8] = 0  # the last frame: the stem reaches 2 frames back, two layers of 3 frames 2 more
         moved, _ = frontend(changed, lengths)
