@@ -54,10 +54,12 @@ class Transcript:
 def load_lip_rois(video: VideoInput) -> np.ndarray:
     """Lip ROIs ``(frames, 96, 96)`` from an array or a ``.npy`` file (what utils/extract_lip_roi.sh writes)."""
     if isinstance(video, (str, Path)):
+        from speechllm.data.video import load_roi
+
         if not str(video).endswith(".npy"):
             raise ValueError(f"video {video}: give the lip ROIs as a .npy array (frames, 96, 96) at 25 fps; extract "
                              "them from a video file first with utils/extract_lip_roi.sh")
-        video = np.load(video)
+        video = load_roi(str(video))  # checked as the data-dir contract checks roi.scp files
     rois = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
     if rois.ndim != 3:
         raise ValueError(f"video: lip ROIs must be shaped (frames, height, width), got {rois.shape}")

@@ -68,17 +68,14 @@ class CTCPrefixScorer:
         # A repeated token needs a blank in between: its path may not come from a non-blank end of the prefix.
         repeat = candidates == state.last_token[:, None]
         phi = torch.where(repeat[None], state.r_blank[:, :, None], r_sum)  # (T, beams, S)
-        # r[:, 0] = r_nonblank, r[:, 1] = r_blank: one logaddexp per frame updates both.
-        r = torch.full((frames, 2) + x_token.shape[1:], NEG_INF, dtype=x_token.dtype, device=x_token.device)
+        r_nonblank = torch.full_like(x_token, NEG_INF)
+        r_blank = torch.full_like(x_token, NEG_INF)
         empty = (state.last_token < 0)[:, None]
-        r[0, 0] = torch.where(empty, x_token[0], torch.full_like(x_token[0], NEG_INF))
-        # The recursion's inputs for both rows at frame t: (r_nonblank[t-1] | phi[t-1]) and (r_nonblank[t-1] |
-        # r_blank[t-1]), emitting (token | blank) at frame t.
-        emit = torch.stack([x_token, x_blank.expand_as(x_token)], dim=1)
+        r_nonblank[0] = torch.where(empty, x_token[0], torch.full_like(x_token[0], NEG_INF))
         # An extension of a prefix of L labels cannot end before frame L: those forward variables stay -inf.
         for t in range(max(1, state.length), frames):
-            r[t] = torch.logaddexp(r[t - 1, 0:1], torch.stack([phi[t - 1], r[t - 1, 1]])) + emit[t]
-        r_nonblank, r_blank = r[:, 0], r[:, 1]
+            r_nonblank[t] = torch.logaddexp(r_nonblank[t - 1], phi[t - 1]) + x_token[t]
+            r_blank[t] = torch.logaddexp(r_nonblank[t - 1], r_blank[t - 1]) + x_blank[t]
         start = r_nonblank[0:1]
         psi = torch.logsumexp(torch.cat([start, phi[:-1] + x_token[1:]], dim=0), dim=0)
         return psi, r_nonblank, r_blank
